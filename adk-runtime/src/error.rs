@@ -1,0 +1,227 @@
+//! The error model: every policy refusal is an [`Error`] value, and [`Classify`] says which failures are worth another
+//! try or count against a dependency.
+
+use std::time::Duration;
+
+/// A refusal by one of adk's policies.
+///
+/// An annotated function's error type must implement `From<adk_runtime::Error>`, so refusals travel through the user's own
+/// error type. Variants and their fields may grow: match with `..`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let refusal = adk_runtime::Error::timeout(Duration::from_secs(2));
+/// match refusal {
+///     adk_runtime::Error::Timeout { after, .. } => assert_eq!(after, Duration::from_secs(2)),
+///     other => panic!("unexpected {other}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A rate limiter refused the call; it would be admitted after `retry_after`.
+    #[error("rate limit `{name}` exceeded: {remaining} of {limit} left, retry after {retry_after:?}")]
+    #[non_exhaustive]
+    RateLimited {
+        /// The limiter's name.
+        name: String,
+        /// Time until the same call would be admitted.
+        retry_after: Duration,
+        /// The limiter's burst capacity.
+        limit: u64,
+        /// Capacity left at the moment of refusal.
+        remaining: u64,
+        /// Time until the limiter is back to full capacity.
+        reset: Duration,
+    },
+    /// A circuit breaker is open: the dependency is not called until `retry_after` has passed.
+    #[error("circuit breaker `{name}` is open; next trial in {retry_after:?}")]
+    #[non_exhaustive]
+    CircuitOpen {
+        /// The breaker's name.
+        name: String,
+        /// Time left in the open state.
+        retry_after: Duration,
+    },
+    /// The call did not finish within `after`.
+    #[error("timed out after {after:?}")]
+    #[non_exhaustive]
+    Timeout {
+        /// The bound that was exceeded.
+        after: Duration,
+    },
+    /// A bulkhead had no free slot for the call.
+    #[error("bulkhead `{name}` is full ({max_concurrent} calls in flight)")]
+    #[non_exhaustive]
+    BulkheadFull {
+        /// The bulkhead's name.
+        name: String,
+        /// The bulkhead's bound.
+        max_concurrent: usize,
+    },
+}
+
+impl Error {
+    /// A [`Error::Timeout`] for a call bounded by `after`.
+    pub fn timeout(after: Duration) -> Self {
+        Error::Timeout { after }
+    }
+
+    /// A [`Error::RateLimited`] refusal, e.g. to report a provider's 429 with its `Retry-After`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use adk_runtime::Classify;
+    ///
+    /// let e = adk_runtime::Error::rate_limited("openai", Duration::from_secs(3), 3500, 0);
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+    /// ```
+    pub fn rate_limited(name: impl Into<String>, retry_after: Duration, limit: u64, remaining: u64) -> Self {
+        Error::RateLimited { name: name.into(), retry_after, limit, remaining, reset: retry_after }
+    }
+
+    /// A [`Error::CircuitOpen`] refusal.
+    pub fn circuit_open(name: impl Into<String>, retry_after: Duration) -> Self {
+        Error::CircuitOpen { name: name.into(), retry_after }
+    }
+
+    /// A [`Error::BulkheadFull`] refusal.
+    pub fn bulkhead_full(name: impl Into<String>, max_concurrent: usize) -> Self {
+        Error::BulkheadFull { name: name.into(), max_concurrent }
+    }
+}
+
+/// How a failure should be treated by `#[retry]` and `#[circuit_breaker]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Worth another try: the same call may succeed later (timeouts, refused connections, 5xx, 429).
+    Transient,
+    /// Will fail again the same way (bad input, not found, unauthorised): returned at once, never retried.
+    Permanent,
+    /// Something is badly wrong (out of memory, corrupted state): returned at once and always recorded by breakers.
+    Critical,
+}
+
+/// Says which errors are worth retrying and whether they carry a `retry_after` hint.
+///
+/// The defaults treat every error as transient without a hint, so `impl adk::Classify for MyError {}` is enough to
+/// start; override `class` to stop retrying errors that cannot succeed.
+///
+/// ```
+/// use adk_runtime::{Classify, ErrorClass};
+///
+/// #[derive(Debug)]
+/// enum LlmError { BadPrompt, Overloaded, Adk(adk_runtime::Error) }
+///
+/// impl Classify for LlmError {
+///     fn class(&self) -> ErrorClass {
+///         match self {
+///             LlmError::BadPrompt => ErrorClass::Permanent,
+///             LlmError::Overloaded => ErrorClass::Transient,
+///             LlmError::Adk(e) => e.class(),
+///         }
+///     }
+///     fn retry_after(&self) -> Option<std::time::Duration> {
+///         match self { LlmError::Adk(e) => e.retry_after(), _ => None }
+///     }
+/// }
+/// assert_eq!(LlmError::BadPrompt.class(), ErrorClass::Permanent);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not say which failures are worth retrying",
+    label = "this error type must implement `adk::Classify`",
+    note = "add `impl adk::Classify for {Self} {{}}` (every error transient) and override `class` for errors that cannot succeed, or pass `when = path` / `record = path` with a predicate"
+)]
+pub trait Classify {
+    /// The class of this failure. Default: [`ErrorClass::Transient`].
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Transient
+    }
+
+    /// How long the failed dependency asked us to wait before trying again (e.g. an HTTP `Retry-After`).
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Refusals are transient (waiting helps), and carry their `retry_after` where they know it.
+impl Classify for Error {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Transient
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } | Error::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Error::Timeout { .. } | Error::BulkheadFull { .. } => None,
+        }
+    }
+}
+
+/// Classified by kind: network hiccups are transient, bad input and missing things are permanent, running out of
+/// memory is critical.
+impl Classify for std::io::Error {
+    fn class(&self) -> ErrorClass {
+        use std::io::ErrorKind::*;
+        match self.kind() {
+            TimedOut | Interrupted | WouldBlock | ConnectionRefused | ConnectionReset | ConnectionAborted
+            | NotConnected | BrokenPipe | UnexpectedEof | AddrInUse | AddrNotAvailable | HostUnreachable
+            | NetworkUnreachable | NetworkDown | ResourceBusy | StorageFull | QuotaExceeded => ErrorClass::Transient,
+            OutOfMemory => ErrorClass::Critical,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// A boxed error is classified by what it holds: an [`Error`] or an [`std::io::Error`] as above, anything else
+/// transient.
+impl Classify for Box<dyn std::error::Error + Send + Sync> {
+    fn class(&self) -> ErrorClass {
+        if let Some(e) = self.downcast_ref::<Error>() {
+            e.class()
+        } else if let Some(e) = self.downcast_ref::<std::io::Error>() {
+            e.class()
+        } else {
+            ErrorClass::Transient
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.downcast_ref::<Error>().and_then(Classify::retry_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn refusals_are_transient_and_carry_their_hint() {
+        let limited = Error::rate_limited("openai", Duration::from_millis(250), 10, 0);
+        assert_eq!(limited.class(), ErrorClass::Transient);
+        assert_eq!(limited.retry_after(), Some(Duration::from_millis(250)));
+        let open = Error::circuit_open("db", Duration::from_secs(5));
+        assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
+        assert_eq!(Error::timeout(Duration::from_secs(1)).retry_after(), None);
+    }
+
+    #[test]
+    fn io_errors_are_classified_by_kind() {
+        assert_eq!(io::Error::from(io::ErrorKind::ConnectionReset).class(), ErrorClass::Transient);
+        assert_eq!(io::Error::from(io::ErrorKind::TimedOut).class(), ErrorClass::Transient);
+        assert_eq!(io::Error::from(io::ErrorKind::NotFound).class(), ErrorClass::Permanent);
+        assert_eq!(io::Error::from(io::ErrorKind::PermissionDenied).class(), ErrorClass::Permanent);
+        assert_eq!(io::Error::from(io::ErrorKind::OutOfMemory).class(), ErrorClass::Critical);
+    }
+
+    #[test]
+    fn boxed_errors_are_classified_by_what_they_hold() {
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(io::Error::from(io::ErrorKind::InvalidInput));
+        assert_eq!(boxed.class(), ErrorClass::Permanent);
+        let boxed: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(Error::rate_limited("x", Duration::from_secs(1), 1, 0));
+        assert_eq!(boxed.retry_after(), Some(Duration::from_secs(1)));
+    }
+}

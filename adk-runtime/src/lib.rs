@@ -1,0 +1,13 @@
+//! The runtime of adk: the policies behind the attributes, usable on their own.
+//!
+//! Users normally depend on the `adk` facade, which re-exports this crate and the attribute macros.
+
+pub mod error;
+pub mod fallback;
+pub mod retry;
+pub mod timeout;
+
+#[doc(hidden)]
+pub mod macro_support;
+
+pub use error::{Classify, Error, ErrorClass};
