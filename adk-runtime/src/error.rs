@@ -106,7 +106,8 @@ pub enum ErrorClass {
 /// Says which errors are worth retrying and whether they carry a `retry_after` hint.
 ///
 /// The defaults treat every error as transient without a hint, so `impl adk::Classify for MyError {}` is enough to
-/// start; override `class` to stop retrying errors that cannot succeed.
+/// start; override `class` to stop retrying errors that cannot succeed, and `adk_error` if the type wraps
+/// [`Error`].
 ///
 /// ```
 /// use adk_runtime::{Classify, ErrorClass};
@@ -122,8 +123,9 @@ pub enum ErrorClass {
 ///             LlmError::Adk(e) => e.class(),
 ///         }
 ///     }
-///     fn retry_after(&self) -> Option<std::time::Duration> {
-///         match self { LlmError::Adk(e) => e.retry_after(), _ => None }
+///     // Lets policies see refusals (and their retry_after) inside LlmError.
+///     fn adk_error(&self) -> Option<&adk_runtime::Error> {
+///         match self { LlmError::Adk(e) => Some(e), _ => None }
 ///     }
 /// }
 /// assert_eq!(LlmError::BadPrompt.class(), ErrorClass::Permanent);
@@ -134,19 +136,31 @@ pub enum ErrorClass {
     note = "add `impl adk::Classify for {Self} {{}}` (every error transient) and override `class` for errors that cannot succeed, or pass `when = path` / `record = path` with a predicate"
 )]
 pub trait Classify {
-    /// The class of this failure. Default: [`ErrorClass::Transient`].
+    /// The class of this failure. Default: the class of the wrapped [`Error`] if [`Classify::adk_error`] finds one,
+    /// else [`ErrorClass::Transient`].
     fn class(&self) -> ErrorClass {
-        ErrorClass::Transient
+        self.adk_error().map_or(ErrorClass::Transient, Classify::class)
     }
 
-    /// How long the failed dependency asked us to wait before trying again (e.g. an HTTP `Retry-After`).
+    /// How long the failed dependency asked us to wait before trying again (e.g. an HTTP `Retry-After`). Default: the
+    /// wrapped [`Error`]'s hint, if any.
     fn retry_after(&self) -> Option<Duration> {
+        self.adk_error().and_then(Classify::retry_after)
+    }
+
+    /// The adk refusal this error carries, if it carries one. Lets policies tell a refusal (rate limited, bulkhead
+    /// full) from a failure of the dependency itself; the defaults of `class` and `retry_after` read it too.
+    fn adk_error(&self) -> Option<&Error> {
         None
     }
 }
 
 /// Refusals are transient (waiting helps), and carry their `retry_after` where they know it.
 impl Classify for Error {
+    fn adk_error(&self) -> Option<&Error> {
+        Some(self)
+    }
+
     fn class(&self) -> ErrorClass {
         ErrorClass::Transient
     }
@@ -187,8 +201,8 @@ impl Classify for Box<dyn std::error::Error + Send + Sync> {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
-        self.downcast_ref::<Error>().and_then(Classify::retry_after)
+    fn adk_error(&self) -> Option<&Error> {
+        self.downcast_ref::<Error>()
     }
 }
 

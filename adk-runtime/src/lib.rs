@@ -4,6 +4,8 @@
 
 pub mod error;
 pub mod fallback;
+pub mod metrics;
+pub mod registry;
 pub mod retry;
 pub mod timeout;
 
@@ -11,3 +13,4 @@ pub mod timeout;
 pub mod macro_support;
 
 pub use error::{Classify, Error, ErrorClass};
+pub use registry::{Registry, registry};

@@ -36,7 +36,7 @@ impl TimeoutPolicy {
 
     /// Runs `call`; if it has not finished after the bound, drops it and answers `refuse(Error::Timeout)`.
     #[inline]
-    pub async fn run<R, F: Future>(&self, call: F, refuse: impl FnOnce(Error) -> R) -> R
+    pub async fn run<R, F>(&self, call: F, refuse: impl FnOnce(Error) -> R) -> R
     where
         F: Future<Output = R>,
     {

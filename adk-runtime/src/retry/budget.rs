@@ -104,9 +104,7 @@ impl RetryBudget {
         let now = self.generation_now();
         let slot = &self.slots[(now % SLOTS as u64) as usize];
         let seen = slot.generation.load(Ordering::Acquire);
-        if seen != now
-            && slot.generation.compare_exchange(seen, now, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
+        if seen != now && slot.generation.compare_exchange(seen, now, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             slot.balance.store(0, Ordering::Relaxed);
         }
         slot

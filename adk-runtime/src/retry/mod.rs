@@ -113,11 +113,9 @@ impl RetryPolicy {
     }
 
     /// Shares a retry budget among all calls of this policy.
-    pub const fn with_budget(self, budget: RetryBudget) -> Self {
-        let RetryPolicy { function, attempts, backoff, base, max_delay, jitter, max_elapsed, budget: previous } = self;
-        // A const fn cannot run the previous budget's destructor; it holds no resources worth releasing.
-        std::mem::forget(previous);
-        RetryPolicy { function, attempts, backoff, base, max_delay, jitter, max_elapsed, budget: Some(budget) }
+    pub const fn with_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The function this policy belongs to.

@@ -1,0 +1,184 @@
+//! The metric families every policy records into, in one Prometheus registry.
+//!
+//! Label values are bounded: function names, instance names and outcomes, never a user key or an argument. Policies
+//! resolve their labelled handles once (when their `static` state is built), so a call touches only atomics.
+
+use std::sync::LazyLock;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Buckets for calls to LLMs and services: milliseconds to minutes.
+pub const DURATION_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+/// adk's metric families. Reach them with [`families()`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Families {
+    /// `adk_calls_total{function,outcome}`
+    pub calls_total: IntCounterVec,
+    /// `adk_call_duration_seconds{function}`
+    pub call_duration_seconds: HistogramVec,
+    /// `adk_calls_in_flight{function}`
+    pub calls_in_flight: IntGaugeVec,
+    /// `adk_rate_limit_decisions_total{limiter,decision}`
+    pub rate_limit_decisions_total: IntCounterVec,
+    /// `adk_circuit_breaker_state{breaker}`: 0 closed, 1 open, 2 half-open.
+    pub circuit_breaker_state: IntGaugeVec,
+    /// `adk_circuit_breaker_transitions_total{breaker,from,to}`
+    pub circuit_breaker_transitions_total: IntCounterVec,
+    /// `adk_circuit_breaker_calls_total{breaker,outcome}`
+    pub circuit_breaker_calls_total: IntCounterVec,
+    /// `adk_retry_attempts_total{function,outcome}`
+    pub retry_attempts_total: IntCounterVec,
+    /// `adk_cache_requests_total{cache,result}`
+    pub cache_requests_total: IntCounterVec,
+    /// `adk_cache_entries{cache}`
+    pub cache_entries: IntGaugeVec,
+    /// `adk_cache_evictions_total{cache}`
+    pub cache_evictions_total: IntCounterVec,
+    /// `adk_bulkhead_in_use{bulkhead}`
+    pub bulkhead_in_use: IntGaugeVec,
+    /// `adk_bulkhead_rejections_total{bulkhead}`
+    pub bulkhead_rejections_total: IntCounterVec,
+    /// `adk_timeouts_total{function}`
+    pub timeouts_total: IntCounterVec,
+    /// `adk_fallbacks_total{function}`
+    pub fallbacks_total: IntCounterVec,
+    registry: Registry,
+}
+
+/// The process-wide families, registered in adk's own registry.
+pub fn families() -> &'static Families {
+    static FAMILIES: LazyLock<Families> = LazyLock::new(Families::new);
+    &FAMILIES
+}
+
+/// The Prometheus text exposition of everything adk records.
+///
+/// ```
+/// adk_runtime::metrics::families().timeouts_total.with_label_values(&["doc::example"]).inc();
+/// assert!(adk_runtime::metrics::render().contains("adk_timeouts_total{function=\"doc::example\"} 1"));
+/// ```
+pub fn render() -> String {
+    let mut out = Vec::new();
+    let families = families().registry.gather();
+    // Encoding into a Vec cannot fail for well-formed families.
+    if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
+        tracing::error!(%error, "encoding metrics failed");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// adk's own registry, for users who gather it alongside theirs (or use [`register_into`]).
+pub fn registry() -> &'static Registry {
+    &families().registry
+}
+
+/// Registers adk's collectors into the user's registry, so one `/metrics` endpoint serves both.
+pub fn register_into(target: &Registry) -> prometheus::Result<()> {
+    for collector in families().collectors() {
+        target.register(collector)?;
+    }
+    Ok(())
+}
+
+impl Families {
+    fn new() -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+        };
+        let families = Families {
+            calls_total: counter(
+                "adk_calls_total",
+                "Calls of observed functions by outcome.",
+                &["function", "outcome"],
+            ),
+            call_duration_seconds: HistogramVec::new(
+                HistogramOpts::new("adk_call_duration_seconds", "Duration of observed calls.")
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["function"],
+            )
+            .expect("valid metric definition"),
+            calls_in_flight: gauge("adk_calls_in_flight", "Observed calls running now.", &["function"]),
+            rate_limit_decisions_total: counter(
+                "adk_rate_limit_decisions_total",
+                "Rate limiter decisions.",
+                &["limiter", "decision"],
+            ),
+            circuit_breaker_state: gauge(
+                "adk_circuit_breaker_state",
+                "Breaker state: 0 closed, 1 open, 2 half-open.",
+                &["breaker"],
+            ),
+            circuit_breaker_transitions_total: counter(
+                "adk_circuit_breaker_transitions_total",
+                "Breaker state transitions.",
+                &["breaker", "from", "to"],
+            ),
+            circuit_breaker_calls_total: counter(
+                "adk_circuit_breaker_calls_total",
+                "Calls seen by a breaker by outcome.",
+                &["breaker", "outcome"],
+            ),
+            retry_attempts_total: counter(
+                "adk_retry_attempts_total",
+                "Attempts made under a retry policy by outcome.",
+                &["function", "outcome"],
+            ),
+            cache_requests_total: counter("adk_cache_requests_total", "Cache lookups by result.", &["cache", "result"]),
+            cache_entries: gauge("adk_cache_entries", "Entries held by a cache.", &["cache"]),
+            cache_evictions_total: counter("adk_cache_evictions_total", "Entries evicted from a cache.", &["cache"]),
+            bulkhead_in_use: gauge("adk_bulkhead_in_use", "Bulkhead permits held now.", &["bulkhead"]),
+            bulkhead_rejections_total: counter(
+                "adk_bulkhead_rejections_total",
+                "Calls refused by a full bulkhead.",
+                &["bulkhead"],
+            ),
+            timeouts_total: counter("adk_timeouts_total", "Calls that exceeded their timeout.", &["function"]),
+            fallbacks_total: counter("adk_fallbacks_total", "Calls answered by a fallback.", &["function"]),
+            registry: Registry::new(),
+        };
+        for collector in families.collectors() {
+            families.registry.register(collector).expect("adk's metric names are unique");
+        }
+        families
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.calls_total.clone()),
+            Box::new(self.call_duration_seconds.clone()),
+            Box::new(self.calls_in_flight.clone()),
+            Box::new(self.rate_limit_decisions_total.clone()),
+            Box::new(self.circuit_breaker_state.clone()),
+            Box::new(self.circuit_breaker_transitions_total.clone()),
+            Box::new(self.circuit_breaker_calls_total.clone()),
+            Box::new(self.retry_attempts_total.clone()),
+            Box::new(self.cache_requests_total.clone()),
+            Box::new(self.cache_entries.clone()),
+            Box::new(self.cache_evictions_total.clone()),
+            Box::new(self.bulkhead_in_use.clone()),
+            Box::new(self.bulkhead_rejections_total.clone()),
+            Box::new(self.timeouts_total.clone()),
+            Box::new(self.fallbacks_total.clone()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_can_serve_adk_metrics_from_their_own_registry() {
+        families().fallbacks_total.with_label_values(&["metrics::tests"]).inc();
+        let mine = Registry::new();
+        register_into(&mine).unwrap();
+        let names: Vec<String> = mine.gather().iter().map(|f| f.name().to_owned()).collect();
+        assert!(names.contains(&"adk_fallbacks_total".to_owned()), "{names:?}");
+    }
+}
