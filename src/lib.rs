@@ -1,5 +1,55 @@
-//! placeholder
-pub use adk_runtime::*;
+//! # adk — production behaviour for async agent functions, by annotation
+//!
+//! An agent function that calls an LLM, a database or another service gets retries, timeouts and fallbacks (and
+//! more policies as they land) from attributes validated at compile time, backed by one runtime that operators can
+//! see and steer.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! enum AgentError {
+//!     #[error("provider unavailable")]
+//!     Unavailable,
+//!     #[error(transparent)]
+//!     Adk(#[from] adk::Error),
+//! }
+//!
+//! impl adk::Classify for AgentError {
+//!     fn adk_error(&self) -> Option<&adk::Error> {
+//!         match self { AgentError::Adk(e) => Some(e), _ => None }
+//!     }
+//! }
+//!
+//! async fn cheaper_model(prompt: &str) -> Result<String, AgentError> {
+//!     Ok(format!("(short answer to {prompt})"))
+//! }
+//!
+//! #[adk::fallback(cheaper_model)]
+//! #[adk::timeout("10s")]
+//! #[adk::retry(attempts = 3, backoff = "exponential", base = "200ms", jitter)]
+//! #[adk::timeout("2s")]
+//! async fn complete(prompt: &str) -> Result<String, AgentError> {
+//!     Err(AgentError::Unavailable)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! assert_eq!(complete("hello").await.unwrap(), "(short answer to hello)");
+//! # }
+//! ```
+//!
+//! Written order is wrapping order: the first attribute is the outermost layer. Every policy refusal is an
+//! [`Error`] value; the annotated function's error type implements `From<adk::Error>`, and [`Classify`] says which
+//! errors are worth retrying.
+
+pub use adk_macros::{fallback, retry, timeout};
+pub use adk_runtime::metrics;
+pub use adk_runtime::{Classify, Error, ErrorClass, Registry, registry};
+
+/// The runtime policies, for use without the attributes (builders, registries, metrics).
+pub use adk_runtime as runtime;
+
 #[doc(hidden)]
 pub mod __private {
     pub use adk_runtime::macro_support::*;

@@ -3,21 +3,37 @@
 //! The chain itself is expanded inline (each alternative is called with the function's own arguments, so the compiler
 //! checks its signature); this module holds what the expansion records.
 
+use std::sync::OnceLock;
+
+use prometheus::IntCounter;
+
+use crate::metrics::families;
+
 /// The fallback configuration of one function.
+///
+/// ```
+/// use adk_runtime::fallback::FallbackPolicy;
+///
+/// static POLICY: FallbackPolicy = FallbackPolicy::new("doc::answer");
+/// POLICY.engaged(0);
+/// assert!(adk_runtime::metrics::render().contains("adk_fallbacks_total{function=\"doc::answer\"} 1"));
+/// ```
 #[derive(Debug)]
 pub struct FallbackPolicy {
     function: &'static str,
+    engaged: OnceLock<IntCounter>,
 }
 
 impl FallbackPolicy {
     /// The fallback policy of `function`.
     pub const fn new(function: &'static str) -> Self {
-        FallbackPolicy { function }
+        FallbackPolicy { function, engaged: OnceLock::new() }
     }
 
-    /// Notes that the primary call (or the alternative `index`, 1-based) failed and the next alternative answers.
+    /// Notes that the primary call (`index` 0) or the alternative `index` failed and the next alternative answers.
     #[cold]
-    pub fn engaged<E: std::fmt::Debug>(&self, error: &E, index: usize) {
-        tracing::debug!(function = self.function, alternative = index, ?error, "falling back");
+    pub fn engaged(&self, index: usize) {
+        self.engaged.get_or_init(|| families().fallbacks_total.with_label_values(&[self.function])).inc();
+        tracing::debug!(function = self.function, failed = index, "falling back");
     }
 }

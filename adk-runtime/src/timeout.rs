@@ -3,7 +3,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
+use prometheus::IntCounter;
+
 use crate::error::Error;
+use crate::metrics::families;
 
 /// A timeout bound to a function, built at compile time.
 ///
@@ -21,12 +26,13 @@ use crate::error::Error;
 pub struct TimeoutPolicy {
     function: &'static str,
     after: Duration,
+    fired: OnceLock<IntCounter>,
 }
 
 impl TimeoutPolicy {
     /// A bound of `after` for `function`.
     pub const fn new(function: &'static str, after: Duration) -> Self {
-        TimeoutPolicy { function, after }
+        TimeoutPolicy { function, after, fired: OnceLock::new() }
     }
 
     /// The bound.
@@ -43,6 +49,7 @@ impl TimeoutPolicy {
         match tokio::time::timeout(self.after, call).await {
             Ok(output) => output,
             Err(_) => {
+                self.fired.get_or_init(|| families().timeouts_total.with_label_values(&[self.function])).inc();
                 tracing::debug!(function = self.function, after = ?self.after, "timed out");
                 refuse(Error::timeout(self.after))
             }

@@ -8,7 +8,10 @@ mod backoff;
 mod budget;
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use prometheus::IntCounter;
 
 use tokio::time::Instant;
 
@@ -16,6 +19,7 @@ pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
 
 use crate::error::{Classify, ErrorClass};
+use crate::metrics::families;
 
 /// A retry policy. Construct it in a `static` with [`RetryPolicy::new`] and the `with_*` builders (all `const`).
 ///
@@ -48,6 +52,23 @@ pub struct RetryPolicy {
     jitter: Jitter,
     max_elapsed: Option<Duration>,
     budget: Option<RetryBudget>,
+    metrics: OnceLock<RetryMetrics>,
+}
+
+/// `adk_retry_attempts_total{function,outcome}` handles, resolved on the first failure. First-try successes are not
+/// counted here (they are plain calls); every attempt after a failure is.
+#[derive(Debug)]
+struct RetryMetrics {
+    /// An attempt failed and another follows.
+    retried: IntCounter,
+    /// A retry succeeded.
+    recovered: IntCounter,
+    /// The error was not worth retrying (permanent, critical, or the `when` predicate said no).
+    not_retryable: IntCounter,
+    /// Attempts, `max_elapsed` or a `retry_after` beyond `max_delay` ended the retries.
+    exhausted: IntCounter,
+    /// The retry budget refused the retry.
+    budget_exhausted: IntCounter,
 }
 
 /// Defaults, documented on `#[adk::retry]`.
@@ -73,6 +94,7 @@ impl RetryPolicy {
             jitter: Jitter::None,
             max_elapsed: None,
             budget: None,
+            metrics: OnceLock::new(),
         }
     }
 
@@ -213,7 +235,12 @@ impl Attempts<'_> {
     #[inline]
     pub fn next<T, E>(&mut self, result: Result<T, E>, verdict: impl FnOnce(&E) -> Verdict) -> Step<T, E> {
         match result {
-            Ok(value) => Step::Done(Ok(value)),
+            Ok(value) => {
+                if self.calls > 0 {
+                    self.metrics().recovered.inc();
+                }
+                Step::Done(Ok(value))
+            }
             Err(error) => match self.delay_after_failure(verdict(&error)) {
                 Some(delay) => Step::Retry(delay),
                 None => Step::Done(Err(error)),
@@ -227,11 +254,31 @@ impl Attempts<'_> {
     }
 
     #[cold]
+    fn metrics(&self) -> &RetryMetrics {
+        let function = self.policy.function;
+        self.policy.metrics.get_or_init(|| {
+            let counter = |outcome| families().retry_attempts_total.with_label_values(&[function, outcome]);
+            RetryMetrics {
+                retried: counter("retried"),
+                recovered: counter("recovered"),
+                not_retryable: counter("not_retryable"),
+                exhausted: counter("exhausted"),
+                budget_exhausted: counter("budget_exhausted"),
+            }
+        })
+    }
+
+    #[cold]
     fn delay_after_failure(&mut self, verdict: Verdict) -> Option<Duration> {
         self.calls += 1;
-        let Verdict::Retry { hint } = verdict else { return None };
+        let metrics = self.metrics();
+        let Verdict::Retry { hint } = verdict else {
+            metrics.not_retryable.inc();
+            return None;
+        };
         let policy = self.policy;
         if self.calls >= policy.attempts {
+            metrics.exhausted.inc();
             return None;
         }
         let computed = policy.backoff.delay(policy.base, self.calls, policy.max_delay);
@@ -239,6 +286,7 @@ impl Attempts<'_> {
         if let Some(hint) = hint {
             if hint > policy.max_delay {
                 tracing::debug!(function = policy.function, ?hint, "retry_after beyond max_delay; giving up");
+                metrics.exhausted.inc();
                 return None;
             }
             delay = delay.max(hint);
@@ -246,14 +294,18 @@ impl Attempts<'_> {
         if let (Some(started), Some(max_elapsed)) = (self.started, policy.max_elapsed)
             && started.elapsed().saturating_add(delay) > max_elapsed
         {
+            tracing::debug!(function = policy.function, ?delay, "the next wait would pass max_elapsed; giving up");
+            metrics.exhausted.inc();
             return None;
         }
         if let Some(budget) = &policy.budget
             && !budget.withdraw()
         {
             tracing::debug!(function = policy.function, "retry budget exhausted; giving up");
+            metrics.budget_exhausted.inc();
             return None;
         }
+        metrics.retried.inc();
         self.previous_delay = delay;
         tracing::debug!(function = policy.function, attempt = self.calls + 1, ?delay, "retrying");
         Some(delay)

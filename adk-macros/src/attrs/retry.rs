@@ -1,0 +1,240 @@
+//! `#[retry]`: an inline loop over attempts; the runtime's cursor decides after each outcome.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::args::{self, Arg, BareInteger, Errors, Slot};
+use crate::attrs::{Kind, require_async, require_result};
+use crate::expand::Cx;
+use crate::sig::{FnInfo, Receiver};
+
+pub const PARAMS: &[&str] =
+    &["attempts", "backoff", "base", "max_delay", "multiplier", "jitter", "when", "budget", "max_elapsed"];
+const BACKOFFS: &[&str] = &["exponential", "constant", "linear"];
+const JITTERS: &[&str] = &["full", "equal", "decorrelated", "none"];
+
+pub struct Retry {
+    pub span: Span,
+    attempts: Option<u32>,
+    backoff: Option<(String, Span)>,
+    base: Option<u64>,
+    max_delay: Option<u64>,
+    multiplier: Option<f64>,
+    jitter: Option<String>,
+    pub when: Option<syn::Path>,
+    budget: Option<f64>,
+    max_elapsed: Option<u64>,
+}
+
+impl Retry {
+    pub fn parse(args: Vec<Arg>, span: Span, errors: &mut Errors) -> Self {
+        let attr = Kind::Retry.name();
+        let mut attempts = Slot::default();
+        let mut backoff = Slot::default();
+        let mut base = Slot::default();
+        let mut max_delay = Slot::default();
+        let mut multiplier = Slot::default();
+        let mut jitter = Slot::default();
+        let mut when = Slot::default();
+        let mut budget = Slot::default();
+        let mut max_elapsed = Slot::default();
+        for arg in args {
+            match arg {
+                Arg::KeyValue { key, value } => {
+                    let name = key.to_string();
+                    match name.as_str() {
+                        "attempts" => {
+                            let v = errors.ok(args::lit_u64(&value, "`attempts`").and_then(|n| {
+                                match u32::try_from(n) {
+                                    Ok(n) if (1..=100).contains(&n) => Ok(n),
+                                    _ => Err(syn::Error::new_spanned(
+                                        &value,
+                                        "`attempts` counts every call, the first included: use 1 to 100 (3 retries = `attempts = 4`)",
+                                    )),
+                                }
+                            }));
+                            attempts.set_once(&key, v, attr, errors);
+                        }
+                        "backoff" => {
+                            let v = errors.ok(args::lit_str(&value, "`backoff`").and_then(|s| {
+                                args::one_of(&s, BACKOFFS, "backoff", &value).map(|s| (s, value.span()))
+                            }));
+                            backoff.set_once(&key, v, attr, errors);
+                        }
+                        "base" | "max_delay" | "max_elapsed" => {
+                            let v = errors.ok(args::duration(&value, &format!("`{name}`"), BareInteger::Rejected)
+                                .and_then(|nanos| {
+                                    if nanos == 0 && name != "base" {
+                                        Err(syn::Error::new_spanned(&value, format!("`{name}` must be above zero")))
+                                    } else {
+                                        Ok(nanos)
+                                    }
+                                }));
+                            let slot = match name.as_str() {
+                                "base" => &mut base,
+                                "max_delay" => &mut max_delay,
+                                _ => &mut max_elapsed,
+                            };
+                            slot.set_once(&key, v, attr, errors);
+                        }
+                        "multiplier" => {
+                            let v = errors.ok(args::lit_f64(&value, "`multiplier`").and_then(|m| {
+                                if m.is_finite() && m >= 1.0 {
+                                    Ok(m)
+                                } else {
+                                    Err(syn::Error::new_spanned(
+                                        &value,
+                                        "`multiplier` must be at least 1 (each wait grows by this factor)",
+                                    ))
+                                }
+                            }));
+                            multiplier.set_once(&key, v, attr, errors);
+                        }
+                        "jitter" => {
+                            let v = errors.ok(args::lit_str(&value, "`jitter`")
+                                .and_then(|s| args::one_of(&s, JITTERS, "jitter", &value)));
+                            jitter.set_once(&key, v, attr, errors);
+                        }
+                        "when" => {
+                            let v = errors.ok(args::path(&value, "a predicate `fn(&E) -> bool`"));
+                            when.set_once(&key, v, attr, errors);
+                        }
+                        "budget" => {
+                            let v = errors.ok(args::lit_f64(&value, "`budget`").and_then(|b| {
+                                if b > 0.0 && b <= 10.0 {
+                                    Ok(b)
+                                } else {
+                                    Err(syn::Error::new_spanned(
+                                        &value,
+                                        "`budget` is the fraction of calls retries may add, in (0, 10]: e.g. `budget = 0.2` for at most 20% extra load",
+                                    ))
+                                }
+                            }));
+                            budget.set_once(&key, v, attr, errors);
+                        }
+                        _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
+                    }
+                }
+                Arg::Bare(syn::Expr::Path(p)) if p.path.is_ident("jitter") => {
+                    let key = p.path.get_ident().expect("checked").clone();
+                    jitter.set_once(&key, Some("full".to_owned()), attr, errors);
+                }
+                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
+                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS))
+                }
+                Arg::Bare(other) => errors.spanned(
+                    other,
+                    format!(
+                        "#[adk::retry] takes `key = value` parameters, like `attempts = 3`; valid parameters: {}",
+                        PARAMS.join(", ")
+                    ),
+                ),
+                Arg::List { key, .. } => errors.push(args::unknown_key(&key, attr, PARAMS)),
+            }
+        }
+        let retry = Retry {
+            span,
+            attempts: attempts.take(),
+            backoff: backoff.take(),
+            base: base.get().copied(),
+            max_delay: max_delay.get().copied(),
+            multiplier: multiplier.get().copied(),
+            jitter: jitter.take(),
+            when: when.take(),
+            budget: budget.take(),
+            max_elapsed: max_elapsed.take(),
+        };
+        if let (Some(m), Some((kind, _))) = (multiplier.span(), &retry.backoff)
+            && kind != "exponential"
+        {
+            errors.at(m, format!("`multiplier` only applies to `backoff = \"exponential\"`, not {kind:?}"));
+        }
+        if let (Some(base_nanos), Some(max), Some(max_span)) = (retry.base, retry.max_delay, max_delay.span())
+            && max < base_nanos
+        {
+            errors.at(
+                max_span,
+                "`max_delay` is shorter than `base`: every wait would be cut to `max_delay`; raise it or lower `base`",
+            );
+        }
+        retry
+    }
+
+    pub fn check(&self, info: &FnInfo, errors: &mut Errors) {
+        require_async(Kind::Retry, "it waits between attempts on tokio's timer", info, errors);
+        require_result(Kind::Retry, info, errors);
+        if info.receiver == Receiver::Value {
+            errors.at(
+                info.receiver_span,
+                "#[adk::retry] calls the body again on each attempt, but `self` is taken by value and consumed by the first; take `&self` or `&mut self`",
+            );
+        }
+    }
+
+    pub fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
+        let k = &cx.krate;
+        let function = &cx.function;
+        let mut policy = quote!(#k::__private::retry::RetryPolicy::new(#function));
+        if let Some(n) = self.attempts {
+            policy.extend(quote!(.with_attempts(#n)));
+        }
+        let backoff = match self.backoff.as_ref().map(|(s, _)| s.as_str()) {
+            Some("constant") => Some(quote!(#k::__private::retry::Backoff::Constant)),
+            Some("linear") => Some(quote!(#k::__private::retry::Backoff::Linear)),
+            Some(_) | None => {
+                self.multiplier.map(|m| quote!(#k::__private::retry::Backoff::Exponential { multiplier: #m }))
+            }
+        };
+        if let Some(backoff) = backoff {
+            policy.extend(quote!(.with_backoff(#backoff)));
+        }
+        for (method, nanos) in
+            [("with_base", self.base), ("with_max_delay", self.max_delay), ("with_max_elapsed", self.max_elapsed)]
+        {
+            if let Some(nanos) = nanos {
+                let method = syn::Ident::new(method, Span::call_site());
+                policy.extend(quote!(.#method(#k::__private::Duration::from_nanos(#nanos))));
+            }
+        }
+        if let Some(jitter) = &self.jitter {
+            let variant = syn::Ident::new(
+                match jitter.as_str() {
+                    "full" => "Full",
+                    "equal" => "Equal",
+                    "decorrelated" => "Decorrelated",
+                    _ => "None",
+                },
+                Span::call_site(),
+            );
+            policy.extend(quote!(.with_jitter(#k::__private::retry::Jitter::#variant)));
+        }
+        if let Some(ratio) = self.budget {
+            policy.extend(quote!(.with_budget(#k::__private::retry::RetryBudget::new(
+                #ratio, 10, #k::__private::Duration::from_secs(10)
+            ))));
+        }
+        let verdict = match &self.when {
+            Some(when) => {
+                let e = cx.local("__adk_error");
+                quote_spanned!(when.span()=> |#e| #k::__private::retry::by_predicate(#when(#e)))
+            }
+            None => cx.classify.to_token_stream(),
+        };
+        let reuse = cx.reuse_args(Kind::Retry, "for every attempt");
+        let (attempts, result, done, delay) =
+            (cx.local("__adk_attempts"), cx.local("__adk_result"), cx.local("__adk_done"), cx.local("__adk_delay"));
+        let policy_static = cx.local("__ADK_RETRY");
+        quote! {{
+            static #policy_static: #k::__private::retry::RetryPolicy = #policy;
+            let mut #attempts = #policy_static.start();
+            loop {
+                let #result = { #reuse #inner };
+                match #attempts.next(#result, #verdict) {
+                    #k::__private::retry::Step::Done(#done) => break #done,
+                    #k::__private::retry::Step::Retry(#delay) => #k::__private::sleep(#delay).await,
+                }
+            }
+        }}
+    }
+}

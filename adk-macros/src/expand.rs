@@ -1,0 +1,203 @@
+//! Drives one stack: collect -> parse -> check -> expand into one flat function.
+//!
+//! Layers nest in written order, the first attribute outermost. Each layer turns an inner expression of the
+//! function's output type into another; the innermost is the user's body in an `async` block (so `return` and `?`
+//! keep their meaning). The expansion loops inline rather than passing the body to the runtime as an async closure:
+//! futures of generic `AsyncFnMut` runners are not provably `Send` today, and annotated functions must stay spawnable.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ItemFn;
+
+use crate::args::Errors;
+use crate::attrs::{Kind, Layer, Needs};
+use crate::sig::{Borrow, FnInfo};
+use crate::{order, stack};
+
+/// What every layer's expansion may use.
+pub struct Cx<'a> {
+    /// The path to the facade (`::adk` unless `crate = "..."`).
+    pub krate: syn::Path,
+    /// `"module::path::function"`, as a `&'static str` expression.
+    pub function: TokenStream,
+    pub info: &'a FnInfo,
+    /// `__adk_refuse`: `fn(adk::Error) -> Output`.
+    pub refuse: syn::Ident,
+    /// `__adk_classify`: `fn(&E) -> Verdict` by `Classify`.
+    pub classify: syn::Ident,
+}
+
+impl Cx<'_> {
+    /// A local of the expansion, invisible to the user's code (mixed-site hygiene).
+    pub fn local(&self, name: &str) -> syn::Ident {
+        syn::Ident::new(name, Span::mixed_site())
+    }
+
+    /// Statements that give the next use of the arguments fresh values: owned arguments are cloned (with an error
+    /// naming the argument if its type is not `Clone`), `&mut` arguments re-borrowed, `&` arguments left alone.
+    pub fn reuse_args(&self, kind: Kind, purpose: &str) -> TokenStream {
+        let mut out = TokenStream::new();
+        for param in &self.info.params {
+            let ident = &param.ident;
+            match param.borrow {
+                Borrow::Shared => {}
+                Borrow::Unique => out.extend(quote!(let #ident = &mut *#ident;)),
+                Borrow::Owned => {
+                    let ty = &param.ty;
+                    let shown = escape_braces(&param.span_tokens.to_string());
+                    let ty_shown = escape_braces(&ty.to_token_stream().to_string());
+                    let message = format!(
+                        "argument `{shown}` is moved into the body, so #[adk::{}] must clone it {purpose}, but `{ty_shown}` does not implement `Clone`; derive `Clone` or take `&{ty_shown}`",
+                        kind.name()
+                    );
+                    let label = format!("#[adk::{}] clones this argument {purpose}", kind.name());
+                    let mutable = param.mutable.then(|| quote!(mut));
+                    let span = param.ident.span();
+                    out.extend(quote_spanned! {span=>
+                        let #mutable #ident = {
+                            #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                            trait __AdkReuse { fn __adk_reuse(&self) -> Self; }
+                            impl<T: ::core::clone::Clone> __AdkReuse for T {
+                                #[inline(always)]
+                                fn __adk_reuse(&self) -> Self { ::core::clone::Clone::clone(self) }
+                            }
+                            __AdkReuse::__adk_reuse(&#ident)
+                        };
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape_braces(text: &str) -> String {
+    text.replace('{', "{{").replace('}', "}}")
+}
+
+/// Expands the stack whose first attribute is `first` (with `args`) on `item`.
+pub fn expand(first: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = not_a_function(first, &item);
+            return quote!(#item #error);
+        }
+    };
+    let stack = stack::collect(first, args, &mut func.attrs, &mut errors);
+    let original = func.clone();
+    if let Some(constness) = &func.sig.constness {
+        errors.spanned(
+            constness,
+            format!(
+                "#[adk::{}] cannot be used on a `const fn`: its policies act at run time, on every call; remove `const`",
+                first.name()
+            ),
+        );
+    }
+    let info = FnInfo::analyse(&mut func);
+    let krate = stack.krate;
+    let layers: Vec<Layer> = stack.entries.into_iter().filter_map(|entry| Layer::parse(entry, &mut errors)).collect();
+    let warnings = order::check(&layers, &mut errors);
+    for layer in &layers {
+        layer.check(&info, &mut errors);
+    }
+    if !errors.is_empty() {
+        // The function as written (without the adk attributes), so the rest of the crate keeps compiling.
+        let errors = errors.to_compile_errors();
+        return quote!(#original #errors);
+    }
+
+    let cx = Cx {
+        function: {
+            let name = info.name.to_string();
+            quote!(::core::concat!(::core::module_path!(), "::", #name))
+        },
+        krate,
+        info: &info,
+        refuse: syn::Ident::new("__adk_refuse", Span::mixed_site()),
+        classify: syn::Ident::new("__adk_classify", Span::mixed_site()),
+    };
+    let needs = layers.iter().fold(Needs::default(), |acc, layer| {
+        let n = layer.needs();
+        Needs { refuse: acc.refuse || n.refuse, classify: acc.classify || n.classify }
+    });
+
+    let block = &func.block;
+    let rebind = info.rebind_patterns();
+    let mut expr = if info.boxed_future {
+        quote!((#block).await)
+    } else if info.is_async {
+        let stmts = &block.stmts;
+        quote!(async { #rebind #(#stmts)* }.await)
+    } else {
+        let stmts = &block.stmts;
+        quote!((|| { #rebind #(#stmts)* })())
+    };
+    for layer in layers.iter().rev() {
+        expr = layer.expand(&cx, expr);
+    }
+
+    let k = &cx.krate;
+    let mut prelude = warnings;
+    if let Some(output) = &info.output {
+        let span = info.output_span;
+        if needs.refuse {
+            let refuse = &cx.refuse;
+            prelude.extend(quote_spanned!(span=> let #refuse = #k::__private::refuse::<#output>;));
+        }
+        if needs.classify {
+            let classify = &cx.classify;
+            prelude.extend(quote_spanned!(span=> let #classify = #k::__private::classify::<#output>;));
+        }
+    }
+    let body = if info.boxed_future {
+        quote!({ ::std::boxed::Box::pin(async move { #prelude #expr }) })
+    } else {
+        quote!({ #prelude #expr })
+    };
+    func.block = Box::new(syn::parse2(body).expect("the expansion is a block"));
+    func.into_token_stream()
+}
+
+fn not_a_function(kind: Kind, item: &TokenStream) -> TokenStream {
+    let name = kind.name();
+    let message = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Verbatim(_)) | Err(_) => {
+            if syn::parse2::<syn::TraitItemFn>(item.clone()).is_ok_and(|f| f.default.is_none()) {
+                format!(
+                    "#[adk::{name}] needs a function body to wrap; put it on the implementation of this method, not on its declaration"
+                )
+            } else {
+                format!("#[adk::{name}] can only be applied to functions")
+            }
+        }
+        Ok(other) => {
+            let what = item_kind(&other);
+            format!(
+                "#[adk::{name}] can only be applied to functions, not to {what}: it wraps calls, and {what} has none"
+            )
+        }
+    };
+    let span = item.clone().into_iter().next().map_or(Span::call_site(), |t| t.span());
+    let _ = format_ident!("unused");
+    syn::Error::new(span, message).to_compile_error()
+}
+
+fn item_kind(item: &syn::Item) -> &'static str {
+    match item {
+        syn::Item::Struct(_) => "a struct",
+        syn::Item::Enum(_) => "an enum",
+        syn::Item::Union(_) => "a union",
+        syn::Item::Trait(_) => "a trait",
+        syn::Item::Impl(_) => "an impl block (annotate its methods instead)",
+        syn::Item::Mod(_) => "a module",
+        syn::Item::Const(_) => "a const",
+        syn::Item::Static(_) => "a static",
+        syn::Item::Type(_) => "a type alias",
+        syn::Item::Use(_) => "a use declaration",
+        syn::Item::Macro(_) => "a macro invocation",
+        _ => "this item",
+    }
+}

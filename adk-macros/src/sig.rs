@@ -1,0 +1,172 @@
+//! What the expansion needs to know about the annotated function: async or not, its receiver, which arguments are
+//! borrowed and which owned, and its return type (seen through `#[async_trait]`'s boxed future).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type, TypeParamBound};
+
+/// One argument of the function, by the name the body knows it by.
+pub struct Param {
+    /// The binding the expansion uses (the user's identifier, or a generated one for a pattern).
+    pub ident: syn::Ident,
+    /// The declared type.
+    pub ty: Type,
+    /// `mut` on the binding.
+    pub mutable: bool,
+    /// `&T` or `&mut T`: re-borrowed per attempt, never cloned.
+    pub borrow: Borrow,
+    /// A destructuring pattern replaced by `ident`; the body rebinds it.
+    pub pattern: Option<Pat>,
+    /// The whole `name: Type` argument, for messages.
+    pub span_tokens: TokenStream,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Borrow {
+    Owned,
+    Shared,
+    Unique,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    None,
+    Ref,
+    RefMut,
+    Value,
+}
+
+pub struct FnInfo {
+    pub name: syn::Ident,
+    pub is_async: bool,
+    /// `#[async_trait]` already rewrote this `async fn` into a `fn` returning a boxed future of `output`.
+    pub boxed_future: bool,
+    pub receiver: Receiver,
+    pub receiver_span: Span,
+    pub params: Vec<Param>,
+    /// The type of the value the body produces (`Result<T, E>` for most policies); `None` for `()`.
+    pub output: Option<Type>,
+    /// Where to point errors about the output.
+    pub output_span: Span,
+}
+
+impl FnInfo {
+    /// Reads the function, renaming destructuring arguments in `item` so every argument has a name.
+    pub fn analyse(item: &mut ItemFn) -> Self {
+        let sig = &mut item.sig;
+        let mut receiver = Receiver::None;
+        let mut receiver_span = sig.ident.span();
+        let mut params = Vec::new();
+        for (index, input) in sig.inputs.iter_mut().enumerate() {
+            match input {
+                FnArg::Receiver(r) => {
+                    receiver_span = r.span();
+                    receiver = match (&r.reference, &r.mutability) {
+                        (Some(_), Some(_)) => Receiver::RefMut,
+                        (Some(_), None) => Receiver::Ref,
+                        (None, _) => match &*r.ty {
+                            Type::Reference(reference) if reference.mutability.is_some() => Receiver::RefMut,
+                            Type::Reference(_) => Receiver::Ref,
+                            _ => Receiver::Value,
+                        },
+                    };
+                }
+                FnArg::Typed(typed) => {
+                    let span_tokens = typed.to_token_stream();
+                    let borrow = match &*typed.ty {
+                        Type::Reference(r) if r.mutability.is_some() => Borrow::Unique,
+                        Type::Reference(_) => Borrow::Shared,
+                        _ => Borrow::Owned,
+                    };
+                    let (ident, mutable, pattern) = match &*typed.pat {
+                        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                            (p.ident.clone(), p.mutability.is_some(), None)
+                        }
+                        other => {
+                            let ident = format_ident!("__adk_arg{}", index, span = other.span());
+                            let pattern = other.clone();
+                            *typed.pat = syn::parse_quote!(#ident);
+                            (ident, false, Some(pattern))
+                        }
+                    };
+                    params.push(Param { ident, ty: (*typed.ty).clone(), mutable, borrow, pattern, span_tokens });
+                }
+            }
+        }
+        let (output, output_span) = match &sig.output {
+            ReturnType::Default => (None, sig.paren_token.span.close()),
+            ReturnType::Type(_, ty) => (Some((**ty).clone()), ty.span()),
+        };
+        let mut info = FnInfo {
+            name: sig.ident.clone(),
+            is_async: sig.asyncness.is_some(),
+            boxed_future: false,
+            receiver,
+            receiver_span,
+            params,
+            output,
+            output_span,
+        };
+        if !info.is_async
+            && let Some(inner) = info.output.as_ref().and_then(boxed_future_output)
+        {
+            info.output_span = inner.span();
+            info.output = Some(inner);
+            info.is_async = true;
+            info.boxed_future = true;
+        }
+        info
+    }
+
+    /// The statements that bind destructured arguments back to the user's patterns, at the top of the body.
+    pub fn rebind_patterns(&self) -> TokenStream {
+        self.params
+            .iter()
+            .filter_map(|p| p.pattern.as_ref().map(|pat| (pat, &p.ident)))
+            .map(|(pat, ident)| quote!(let #pat = #ident;))
+            .collect()
+    }
+
+    /// Whether the output is syntactically something other than a `Result` (a tuple, a reference, `()`...).
+    /// Paths (including aliases such as `io::Result<T>`) are left to the type checker.
+    pub fn output_cannot_be_result(&self) -> Option<String> {
+        match &self.output {
+            None => Some("`()`".into()),
+            Some(Type::Path(_)) | Some(Type::Group(_)) | Some(Type::Paren(_)) | Some(Type::Macro(_)) => None,
+            Some(other) => Some(format!("`{}`", other.to_token_stream())),
+        }
+    }
+}
+
+/// `Pin<Box<dyn Future<Output = R> + ...>>` -> `R`: the shape `#[async_trait]` gives an `async fn`.
+fn boxed_future_output(ty: &Type) -> Option<Type> {
+    let pin = last_segment(ty, "Pin")?;
+    let boxed = first_type_argument(&pin.arguments)?;
+    let boxed = last_segment(boxed, "Box")?;
+    let Type::TraitObject(object) = first_type_argument(&boxed.arguments)? else { return None };
+    object.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(t) = bound else { return None };
+        let future = t.path.segments.last().filter(|s| s.ident == "Future")?;
+        let PathArguments::AngleBracketed(args) = &future.arguments else { return None };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(assoc.ty.clone()),
+            _ => None,
+        })
+    })
+}
+
+fn last_segment<'a>(ty: &'a Type, name: &str) -> Option<&'a syn::PathSegment> {
+    match ty {
+        Type::Path(p) => p.path.segments.last().filter(|s| s.ident == name),
+        _ => None,
+    }
+}
+
+fn first_type_argument(args: &PathArguments) -> Option<&Type> {
+    let PathArguments::AngleBracketed(args) = args else { return None };
+    args.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
