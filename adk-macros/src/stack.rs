@@ -41,7 +41,7 @@ pub fn collect(first: Kind, first_args: TokenStream, attrs: &mut Vec<Attribute>,
             Meta::List(list) => errors.ok(args::parse_args(list.tokens.clone())).unwrap_or_default(),
             Meta::NameValue(nv) => {
                 errors.spanned(
-                    &nv.eq_token,
+                    nv.eq_token,
                     format!("#[adk::{}] takes its arguments in parentheses: #[adk::{}(...)]", kind.name(), kind.name()),
                 );
                 Vec::new()
