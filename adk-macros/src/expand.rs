@@ -51,10 +51,9 @@ impl Cx<'_> {
                         kind.name()
                     );
                     let label = format!("#[adk::{}] clones this argument {purpose}", kind.name());
-                    let mutable = param.mutable.then(|| quote!(mut));
                     let span = param.ident.span();
                     out.extend(quote_spanned! {span=>
-                        let #mutable #ident = {
+                        let #ident = {
                             #[diagnostic::on_unimplemented(message = #message, label = #label)]
                             trait __AdkReuse { fn __adk_reuse(&self) -> Self; }
                             impl<T: ::core::clone::Clone> __AdkReuse for T {

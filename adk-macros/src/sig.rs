@@ -79,9 +79,11 @@ impl FnInfo {
                         Type::Reference(_) => Borrow::Shared,
                         _ => Borrow::Owned,
                     };
-                    let (ident, mutable, pattern) = match &*typed.pat {
+                    let (ident, mutable, pattern) = match &mut *typed.pat {
+                        // `mut` moves from the signature to a rebinding at the top of the body, so it applies to the
+                        // value each attempt gets.
                         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
-                            (p.ident.clone(), p.mutability.is_some(), None)
+                            (p.ident.clone(), p.mutability.take().is_some(), None)
                         }
                         other => {
                             let ident = format_ident!("__adk_arg{}", index, span = other.span());
@@ -119,12 +121,18 @@ impl FnInfo {
         info
     }
 
-    /// The statements that bind destructured arguments back to the user's patterns, at the top of the body.
+    /// The statements that restore destructured and `mut` arguments, at the top of the body.
     pub fn rebind_patterns(&self) -> TokenStream {
         self.params
             .iter()
-            .filter_map(|p| p.pattern.as_ref().map(|pat| (pat, &p.ident)))
-            .map(|(pat, ident)| quote!(let #pat = #ident;))
+            .map(|p| {
+                let ident = &p.ident;
+                match &p.pattern {
+                    Some(pat) => quote!(let #pat = #ident;),
+                    None if p.mutable => quote!(let mut #ident = #ident;),
+                    None => TokenStream::new(),
+                }
+            })
             .collect()
     }
 
