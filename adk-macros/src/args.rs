@@ -246,7 +246,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             .replace('_', "")
             .parse()
             .map_err(|_| format!("{:?} is not a number", &rest[..number_len]))?;
-        rest = &rest[number_len..];
+        rest = rest[number_len..].trim_start();
         let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let nanos_per_unit: f64 = match unit {
@@ -259,10 +259,15 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             "d" => 86_400e9,
             "" => return Err("a unit is missing (ms, s, m, h)".into()),
             other => {
-                let hint = closest(other, &["ns", "us", "ms", "s", "m", "h", "d"])
-                    .filter(|_| other.len() <= 3)
-                    .map(|u| format!("; did you mean `{u}`?"))
-                    .unwrap_or_default();
+                let suggestion = match other.to_ascii_lowercase().as_str() {
+                    "sec" | "secs" | "second" | "seconds" => Some("s"),
+                    "min" | "mins" | "minute" | "minutes" => Some("m"),
+                    "hr" | "hrs" | "hour" | "hours" => Some("h"),
+                    "msec" | "millis" | "millisecond" | "milliseconds" => Some("ms"),
+                    "day" | "days" => Some("d"),
+                    short => closest(short, &["ns", "us", "ms", "s", "m", "h", "d"]).filter(|_| short.len() <= 3),
+                };
+                let hint = suggestion.map(|u| format!(" (did you mean `{u}`?)")).unwrap_or_default();
                 return Err(format!("unknown unit `{other}`{hint}"));
             }
         };
@@ -285,7 +290,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(90_000_000_000));
         assert_eq!(parse_duration("1.5s"), Ok(1_500_000_000));
         assert!(parse_duration("5").unwrap_err().contains("unit is missing"));
-        assert!(parse_duration("5 min").unwrap_err().contains("unknown unit `min`"));
+        assert_eq!(parse_duration("5 min").unwrap_err(), "unknown unit `min` (did you mean `m`?)");
+        assert_eq!(parse_duration("2 seconds").unwrap_err(), "unknown unit `seconds` (did you mean `s`?)");
+        assert_eq!(parse_duration("1 s"), Ok(1_000_000_000));
         assert!(parse_duration("3sec").unwrap_err().contains("unknown unit `sec`"));
         assert!(parse_duration("").is_err());
     }

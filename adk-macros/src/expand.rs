@@ -6,7 +6,7 @@
 //! futures of generic `AsyncFnMut` runners are not provably `Send` today, and annotated functions must stay spawnable.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::ItemFn;
 
 use crate::args::Errors;
@@ -44,8 +44,8 @@ impl Cx<'_> {
                 Borrow::Unique => out.extend(quote!(let #ident = &mut *#ident;)),
                 Borrow::Owned => {
                     let ty = &param.ty;
-                    let shown = escape_braces(&param.span_tokens.to_string());
-                    let ty_shown = escape_braces(&ty.to_token_stream().to_string());
+                    let shown = escape_braces(&crate::sig::pretty(&param.span_tokens));
+                    let ty_shown = escape_braces(&crate::sig::pretty(ty));
                     let message = format!(
                         "argument `{shown}` is moved into the body, so #[adk::{}] must clone it {purpose}, but `{ty_shown}` does not implement `Clone`; derive `Clone` or take `&{ty_shown}`",
                         kind.name()
@@ -142,13 +142,19 @@ pub fn expand(first: Kind, args: TokenStream, item: TokenStream) -> TokenStream 
     let mut prelude = warnings;
     if let Some(output) = &info.output {
         let span = info.output_span;
+        // Bound as fn pointers: the trait bounds are checked once, here, spanned at the return type, and not again
+        // at every use.
         if needs.refuse {
             let refuse = &cx.refuse;
-            prelude.extend(quote_spanned!(span=> let #refuse = #k::__private::refuse::<#output>;));
+            prelude.extend(quote_spanned!(span=>
+                let #refuse: fn(#k::Error) -> _ = #k::__private::refuse::<#output>;
+            ));
         }
         if needs.classify {
             let classify = &cx.classify;
-            prelude.extend(quote_spanned!(span=> let #classify = #k::__private::classify::<#output>;));
+            prelude.extend(quote_spanned!(span=>
+                let #classify: fn(&_) -> #k::__private::retry::Verdict = #k::__private::classify::<#output>;
+            ));
         }
     }
     let body = if info.boxed_future {
@@ -180,7 +186,6 @@ fn not_a_function(kind: Kind, item: &TokenStream) -> TokenStream {
         }
     };
     let span = item.clone().into_iter().next().map_or(Span::call_site(), |t| t.span());
-    let _ = format_ident!("unused");
     syn::Error::new(span, message).to_compile_error()
 }
 

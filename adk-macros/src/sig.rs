@@ -139,10 +139,22 @@ impl FnInfo {
     /// Whether the output is syntactically something other than a `Result` (a tuple, a reference, `()`...).
     /// Paths (including aliases such as `io::Result<T>`) are left to the type checker.
     pub fn output_cannot_be_result(&self) -> Option<String> {
+        /// Types that are certainly not a `Result` (an alias of one has another name).
+        const NOT_RESULTS: &[&str] = &[
+            "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128",
+            "isize", "f32", "f64", "String", "Vec", "Option", "Box", "Arc", "Rc", "HashMap", "BTreeMap", "HashSet",
+            "BTreeSet", "VecDeque", "Cow", "Duration", "Self",
+        ];
         match &self.output {
             None => Some("`()`".into()),
-            Some(Type::Path(_)) | Some(Type::Group(_)) | Some(Type::Paren(_)) | Some(Type::Macro(_)) => None,
-            Some(other) => Some(format!("`{}`", other.to_token_stream())),
+            Some(Type::Path(p)) => p
+                .path
+                .segments
+                .last()
+                .filter(|s| NOT_RESULTS.contains(&s.ident.to_string().as_str()))
+                .map(|_| format!("`{}`", pretty(&p))),
+            Some(Type::Group(_)) | Some(Type::Paren(_)) | Some(Type::Macro(_)) => None,
+            Some(other) => Some(format!("`{}`", pretty(other))),
         }
     }
 }
@@ -177,4 +189,39 @@ fn first_type_argument(args: &PathArguments) -> Option<&Type> {
         GenericArgument::Type(t) => Some(t),
         _ => None,
     })
+}
+
+/// Tokens as a user would write them: `Vec<String>`, not `Vec < String >`.
+pub fn pretty(tokens: &impl ToTokens) -> String {
+    let text = tokens.to_token_stream().to_string();
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let (before, after) = (i.checked_sub(1).map(|j| chars[j]), chars.get(i + 1).copied());
+            let tight_before = matches!(before, Some('<' | '&' | '(' | '[' | ':' | '\''));
+            let tight_after = matches!(after, Some('<' | '>' | ',' | ')' | ']' | ':'));
+            let keep_for_colon = before == Some(':') && chars.get(i.wrapping_sub(2)) != Some(&':');
+            if (tight_before && !keep_for_colon) || tight_after {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out.replace(" ::", "::").replace(":: ", "::")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_print_as_written() {
+        let ty: Type = syn::parse_quote!(Vec<Option<&'static str>>);
+        assert_eq!(pretty(&ty), "Vec<Option<&'static str>>");
+        let arg: syn::FnArg = syn::parse_quote!(payload: std::collections::HashMap<String, u32>);
+        assert_eq!(pretty(&arg), "payload: std::collections::HashMap<String, u32>");
+        let arg: syn::FnArg = syn::parse_quote!(mut n: (u32, &mut [u8]));
+        assert_eq!(pretty(&arg), "mut n: (u32, &mut [u8])");
+    }
 }

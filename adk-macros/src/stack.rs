@@ -50,7 +50,8 @@ pub fn collect(first: Kind, first_args: TokenStream, attrs: &mut Vec<Attribute>,
         if krate_override.is_none() {
             krate_override = crate_override(&args, errors);
         }
-        entries.push(Entry { kind, span: attr.span(), args });
+        let span = attr.path().segments.last().map_or_else(|| attr.span(), |s| s.ident.span());
+        entries.push(Entry { kind, span, args });
     }
     *attrs = kept;
     Stack { entries, krate: krate_override.unwrap_or_else(|| syn::parse_quote!(::adk)) }

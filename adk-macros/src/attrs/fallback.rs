@@ -43,12 +43,7 @@ impl Fallback {
                     on.set_once(&key, path, attr, errors);
                 }
                 Arg::KeyValue { key, .. } | Arg::List { key, .. } => {
-                    let mut error = args::unknown_key(&key, attr, PARAMS);
-                    error.combine(syn::Error::new(
-                        key.span(),
-                        "name fallback functions bare, like #[adk::fallback(cheaper_model)]",
-                    ));
-                    errors.push(error);
+                    errors.push(args::unknown_key(&key, attr, PARAMS));
                 }
             }
         }
@@ -122,7 +117,8 @@ impl Fallback {
     /// at the alternative's path so signature mismatches point there.
     fn call(&self, cx: &Cx, alternative: &syn::Path) -> TokenStream {
         let span = alternative.span();
-        let args = cx.info.params.iter().map(|p| &p.ident);
+        // The arguments carry the alternative's span too, so a mismatch is reported at the alternative alone.
+        let args = cx.info.params.iter().map(|p| syn::Ident::new(&p.ident.to_string(), span));
         let receiver = (cx.info.receiver != Receiver::None).then(|| quote!(self,));
         let callee = match (cx.info.receiver, alternative.get_ident()) {
             (Receiver::None, _) | (_, None) => quote!(#alternative),

@@ -1,0 +1,24 @@
+#[derive(Debug)]
+pub enum AgentError {
+    Failed,
+    Adk(adk::Error),
+}
+
+impl From<adk::Error> for AgentError {
+    fn from(e: adk::Error) -> Self {
+        AgentError::Adk(e)
+    }
+}
+
+impl adk::Classify for AgentError {}
+
+fn transient(_: &AgentError) -> bool {
+    true
+}
+
+#[adk::fallback(value = String::new(), only = transient)]
+async fn complete() -> Result<String, AgentError> {
+    Err(AgentError::Failed)
+}
+
+fn main() {}

@@ -1,0 +1,24 @@
+#[derive(Debug)]
+pub enum AgentError {
+    Failed,
+    Adk(adk::Error),
+}
+
+impl From<adk::Error> for AgentError {
+    fn from(e: adk::Error) -> Self {
+        AgentError::Adk(e)
+    }
+}
+
+impl adk::Classify for AgentError {}
+
+async fn cheaper() -> Result<String, AgentError> {
+    Ok(String::new())
+}
+
+#[adk::fallback(value = String::new(), cheaper)]
+async fn complete() -> Result<String, AgentError> {
+    Err(AgentError::Failed)
+}
+
+fn main() {}

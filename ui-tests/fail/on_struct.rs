@@ -1,0 +1,6 @@
+#[adk::retry(attempts = 3)]
+pub struct Client {
+    pub url: String,
+}
+
+fn main() {}

@@ -1,0 +1,20 @@
+#[derive(Debug)]
+pub enum AgentError {
+    Failed,
+    Adk(adk::Error),
+}
+
+impl From<adk::Error> for AgentError {
+    fn from(e: adk::Error) -> Self {
+        AgentError::Adk(e)
+    }
+}
+
+impl adk::Classify for AgentError {}
+
+pub trait Model {
+    #[adk::retry(attempts = 3)]
+    async fn ask(&self) -> Result<String, AgentError>;
+}
+
+fn main() {}

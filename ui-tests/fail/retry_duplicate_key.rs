@@ -1,0 +1,20 @@
+#[derive(Debug)]
+pub enum AgentError {
+    Failed,
+    Adk(adk::Error),
+}
+
+impl From<adk::Error> for AgentError {
+    fn from(e: adk::Error) -> Self {
+        AgentError::Adk(e)
+    }
+}
+
+impl adk::Classify for AgentError {}
+
+#[adk::retry(attempts = 3, base = "100ms", attempts = 4)]
+async fn complete() -> Result<String, AgentError> {
+    Err(AgentError::Failed)
+}
+
+fn main() {}

@@ -1,0 +1,24 @@
+#[derive(Debug)]
+pub enum AgentError {
+    Failed,
+    Adk(adk::Error),
+}
+
+impl From<adk::Error> for AgentError {
+    fn from(e: adk::Error) -> Self {
+        AgentError::Adk(e)
+    }
+}
+
+impl adk::Classify for AgentError {}
+
+pub struct Conversation;
+
+impl Conversation {
+    #[adk::retry(attempts = 3)]
+    async fn finish(self) -> Result<(), AgentError> {
+        Ok(())
+    }
+}
+
+fn main() {}

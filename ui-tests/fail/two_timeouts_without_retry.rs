@@ -1,0 +1,22 @@
+#![deny(deprecated)]
+#[derive(Debug)]
+pub enum AgentError {
+    Failed,
+    Adk(adk::Error),
+}
+
+impl From<adk::Error> for AgentError {
+    fn from(e: adk::Error) -> Self {
+        AgentError::Adk(e)
+    }
+}
+
+impl adk::Classify for AgentError {}
+
+#[adk::timeout("2s")]
+#[adk::timeout("1s")]
+async fn complete() -> Result<String, AgentError> {
+    Err(AgentError::Failed)
+}
+
+fn main() {}
