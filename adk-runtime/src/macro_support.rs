@@ -2,7 +2,7 @@
 
 pub use crate::{fallback, retry, timeout};
 pub use core::time::Duration;
-pub use tokio::time::sleep;
+
 
 use crate::error::{Classify, Error};
 

@@ -42,16 +42,45 @@ impl TimeoutPolicy {
 
     /// Runs `call`; if it has not finished after the bound, drops it and answers `refuse(Error::Timeout)`.
     #[inline]
-    pub async fn run<R, F>(&self, call: F, refuse: impl FnOnce(Error) -> R) -> R
+    pub fn run<R, F, N>(&'static self, call: F, refuse: N) -> Bounded<F, N>
     where
         F: Future<Output = R>,
+        N: FnOnce(Error) -> R,
     {
-        match tokio::time::timeout(self.after, call).await {
-            Ok(output) => output,
-            Err(_) => {
-                self.fired.get_or_init(|| families().timeouts_total.with_label_values(&[self.function])).inc();
-                tracing::debug!(function = self.function, after = ?self.after, "timed out");
-                refuse(Error::timeout(self.after))
+        Bounded { inner: tokio::time::timeout(self.after, call), policy: self, refuse: Some(refuse) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`TimeoutPolicy::run`]: `tokio::time::Timeout` with the refusal mapped, and no extra state.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Bounded<F, N> {
+        #[pin]
+        inner: tokio::time::Timeout<F>,
+        policy: &'static TimeoutPolicy,
+        refuse: Option<N>,
+    }
+}
+
+impl<R, F, N> Future for Bounded<F, N>
+where
+    F: Future<Output = R>,
+    N: FnOnce(Error) -> R,
+{
+    type Output = R;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<R> {
+        let this = self.project();
+        match this.inner.poll(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(Ok(output)) => std::task::Poll::Ready(output),
+            std::task::Poll::Ready(Err(_)) => {
+                let policy = *this.policy;
+                policy.fired.get_or_init(|| families().timeouts_total.with_label_values(&[policy.function])).inc();
+                tracing::debug!(function = policy.function, after = ?policy.after, "timed out");
+                let refuse = this.refuse.take().expect("polled after completion");
+                std::task::Poll::Ready(refuse(Error::timeout(policy.after)))
             }
         }
     }

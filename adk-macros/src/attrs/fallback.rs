@@ -124,7 +124,11 @@ impl Fallback {
             (Receiver::None, _) | (_, None) => quote!(#alternative),
             (_, Some(ident)) => quote_spanned!(span=> Self::#ident),
         };
-        let wait = cx.info.is_async.then(|| quote_spanned!(span=> .await));
-        quote_spanned!(span=> #callee(#receiver #(#args),*)#wait)
+        if cx.info.is_async {
+            // Boxed: the alternative's future is only built when it answers, and the caller's future stays small.
+            quote_spanned!(span=> ::std::boxed::Box::pin(#callee(#receiver #(#args),*)).await)
+        } else {
+            quote_spanned!(span=> #callee(#receiver #(#args),*))
+        }
     }
 }

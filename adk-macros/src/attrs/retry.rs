@@ -232,7 +232,7 @@ impl Retry {
                 let #result = { #reuse #inner };
                 match #attempts.next(#result, #verdict) {
                     #k::__private::retry::Step::Done(#done) => break #done,
-                    #k::__private::retry::Step::Retry(#delay) => #k::__private::sleep(#delay).await,
+                    #k::__private::retry::Step::Retry(#delay) => #k::__private::retry::pause(#delay).await,
                 }
             }
         }}

@@ -178,10 +178,17 @@ impl RetryPolicy {
         loop {
             match attempts.next(op().await, by_class) {
                 Step::Done(result) => return result,
-                Step::Retry(delay) => tokio::time::sleep(delay).await,
+                Step::Retry(delay) => pause(delay).await,
             }
         }
     }
+}
+
+/// The wait before the next attempt, boxed: it is only built on the retry path, and keeping the timer out of the
+/// caller's future keeps that future small (and the first-try path fast).
+#[cold]
+pub fn pause(delay: Duration) -> std::pin::Pin<Box<tokio::time::Sleep>> {
+    Box::pin(tokio::time::sleep(delay))
 }
 
 /// What a predicate says about one error.
