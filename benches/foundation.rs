@@ -81,9 +81,7 @@ fn happy_path(c: &mut Criterion) {
     group.bench_function("#[adk::retry]", |b| b.iter_custom(|n| per_call(&rt, n, with_retry)));
     group.bench_function("backon retry", |b| {
         b.iter_custom(|n| {
-            per_call(&rt, n, |x| {
-                (move || bare(x)).retry(ExponentialBuilder::default().with_max_times(2).with_jitter())
-            })
+            per_call(&rt, n, |x| (move || bare(x)).retry(ExponentialBuilder::default().with_max_times(2).with_jitter()))
         })
     });
     group.bench_function("#[adk::fallback]", |b| b.iter_custom(|n| per_call(&rt, n, with_fallback)));

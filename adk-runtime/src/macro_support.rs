@@ -3,7 +3,6 @@
 pub use crate::{fallback, retry, timeout};
 pub use core::time::Duration;
 
-
 use crate::error::{Classify, Error};
 
 /// A return type an annotated function can have: `Result<T, E>`.
