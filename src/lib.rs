@@ -50,6 +50,11 @@ pub use adk_runtime::{Classify, Error, ErrorClass, Registry, registry};
 /// The runtime policies, for use without the attributes (builders, registries, metrics).
 pub use adk_runtime as runtime;
 
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 #[doc(hidden)]
 pub mod __private {
     pub use adk_runtime::macro_support::*;
