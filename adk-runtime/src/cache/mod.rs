@@ -54,6 +54,7 @@
 //! # });
 //! ```
 
+mod flight;
 mod named;
 mod store;
 mod sweeper;
@@ -69,8 +70,9 @@ use std::time::Duration;
 pub use named::CacheHandle;
 
 use crate::registry::{Declaration, registry};
+use flight::Outcome;
 pub(crate) use named::NamedCache;
-use store::{CacheKey, CacheValue, Role, Store, Waited};
+use store::{CacheKey, CacheValue, Role, Store};
 
 /// The settings of a named cache.
 ///
@@ -330,10 +332,10 @@ where
         match store.join_or_lead(key) {
             Role::Hit(value) => return M::from_cached(value),
             Role::Lead(leader) => break Some(leader),
-            Role::Wait(outcome) => match store::wait(outcome).await {
-                Waited::Ready(value) => return M::from_cached(value),
-                Waited::Failed => break None,
-                Waited::Abandoned => continue,
+            Role::Wait(flight) => match flight.outcome().await {
+                Outcome::Ready(value) => return M::from_cached(value),
+                Outcome::Failed => break None,
+                Outcome::Abandoned => continue,
             },
         }
     };

@@ -62,9 +62,7 @@ impl NamedCache {
             return store;
         }
         let store = Arc::new(Store::<K, V>::new(self.settings, self.metrics.clone()));
-        if store.expires() {
-            sweeper::watch(Arc::downgrade(&store) as _);
-        }
+        sweeper::watch(Arc::downgrade(&store) as _);
         stores.push(store.clone());
         store
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use quick_cache::sync::Cache as Table;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::CacheSettings;
+use super::flight::{Flight, Outcome};
 use super::named::CacheMetrics;
 
 /// What the per-call path needs of a key type.
@@ -57,28 +57,13 @@ pub(crate) enum Role<'s, K: CacheKey, V: CacheValue> {
     /// Run the body; others wait for it.
     Lead(Leader<'s, K, V>),
     /// Wait for the leader's outcome.
-    Wait(watch::Receiver<Outcome<V>>),
+    Wait(Arc<Flight<V>>),
 }
 
-/// What a leader tells the calls waiting on it.
-#[derive(Clone)]
-pub(crate) enum Outcome<V> {
-    Pending,
-    Ready(V),
-    /// The body failed: nothing to share, each waiter runs its own body.
-    Failed,
-}
-
-/// A call being filled by one leader.
-struct Flight<V> {
-    id: u64,
-    outcome: watch::Receiver<Outcome<V>>,
+/// A fill in progress, as the map of flights holds it.
+struct InFlight<V> {
+    flight: Arc<Flight<V>>,
     waiters: usize,
-}
-
-struct Flights<K, V> {
-    by_key: HashMap<K, Flight<V>>,
-    next_id: u64,
 }
 
 pub(crate) struct Store<K: CacheKey, V: CacheValue> {
@@ -90,7 +75,7 @@ pub(crate) struct Store<K: CacheKey, V: CacheValue> {
     reported_len: AtomicI64,
     /// Also the lock that makes "insert the leader's value and retire its flight" one step for callers that miss, and
     /// that orders insertions after invalidations.
-    flights: Mutex<Flights<K, V>>,
+    flights: Mutex<HashMap<K, InFlight<V>, DefaultHashBuilder>>,
     /// Bumped (under the `flights` lock) by every invalidation; an insertion computed before one is dropped.
     epoch: AtomicU64,
 }
@@ -110,7 +95,7 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
             tti: settings.tti,
             metrics,
             reported_len: AtomicI64::new(0),
-            flights: Mutex::new(Flights { by_key: HashMap::new(), next_id: 0 }),
+            flights: Mutex::new(HashMap::default()),
             epoch: AtomicU64::new(0),
         }
     }
@@ -170,18 +155,16 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         // Conditional, so a fresh value inserted since our read survives.
         if self.table.remove_if(key, |entry| !self.fresh(entry, now)).is_some() {
             self.metrics.evictions.inc();
-            self.report_len();
         }
     }
 
     /// Stores `value` now, unless an invalidation happened after `epoch` was read (the value may predate it).
     pub(crate) fn insert(&self, key: K, value: V, epoch: u64) {
-        let flights = self.lock_flights();
+        // Under the flights lock, so an invalidation comes wholly before or after.
+        let _flights = self.lock_flights();
         if self.epoch.load(Ordering::Relaxed) == epoch {
             self.table.insert(key, self.entry(value));
         }
-        drop(flights);
-        self.report_len();
     }
 
     /// The epoch to pass to [`Store::insert`] for a value about to be computed.
@@ -196,27 +179,25 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
     /// After a miss: wait for the call already filling `key`, or lead a new one.
     pub(crate) fn join_or_lead<'s>(&'s self, key: &'s K) -> Role<'s, K, V> {
         let mut flights = self.lock_flights();
-        if let Some(flight) = flights.by_key.get_mut(key) {
-            flight.waiters += 1;
-            return Role::Wait(flight.outcome.clone());
+        if let Some(in_flight) = flights.get_mut(key) {
+            in_flight.waiters += 1;
+            return Role::Wait(in_flight.flight.clone());
         }
         // A leader inserts its value and retires its flight under this lock, so a value that landed since our miss
         // is visible here.
         if let Some(value) = self.lookup(key) {
             return Role::Hit(value);
         }
-        let id = flights.next_id;
-        flights.next_id += 1;
-        let (publish, outcome) = watch::channel(Outcome::Pending);
-        flights.by_key.insert(key.clone(), Flight { id, outcome, waiters: 0 });
-        Role::Lead(Leader { store: self, key, id, publish })
+        let flight = Arc::new(Flight::new());
+        flights.insert(key.clone(), InFlight { flight: flight.clone(), waiters: 0 });
+        Role::Lead(Leader { store: self, key, flight, finished: false })
     }
 
     pub(crate) fn invalidate(&self, key: &K) -> bool {
         let mut flights = self.lock_flights();
         self.epoch.fetch_add(1, Ordering::Relaxed);
         // Detach the call in flight: its callers still get its value, later callers start afresh, nothing is stored.
-        flights.by_key.remove(key);
+        flights.remove(key);
         let removed = self.table.remove(key).is_some();
         drop(flights);
         self.report_len();
@@ -226,7 +207,7 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
     pub(crate) fn invalidate_all(&self) {
         let mut flights = self.lock_flights();
         self.epoch.fetch_add(1, Ordering::Relaxed);
-        flights.by_key.clear();
+        flights.clear();
         self.table.clear();
         drop(flights);
         self.report_len();
@@ -236,8 +217,12 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         self.table.len()
     }
 
-    /// Removes every entry expired at `now`.
+    /// Removes every entry expired at `now` and publishes the table's length.
     pub(crate) fn sweep(&self, now: Instant) {
+        if !self.expires() {
+            self.report_len();
+            return;
+        }
         let expired = Cell::new(0);
         self.table.retain(|_, entry| {
             let keep = self.fresh(entry, now);
@@ -248,20 +233,21 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         self.report_len();
     }
 
-    /// Brings the shared entries gauge up to date with this table (several tables may share one name).
+    /// Brings the shared entries gauge up to date with this table (several tables may share one name). Not on the
+    /// insert path: the length costs a read lock per shard, so the sweeper publishes it every second.
     fn report_len(&self) {
         let len = i64::try_from(self.table.len()).unwrap_or(i64::MAX);
         let previous = self.reported_len.swap(len, Ordering::Relaxed);
         self.metrics.entries.add(len - previous);
     }
 
-    fn lock_flights(&self) -> MutexGuard<'_, Flights<K, V>> {
+    fn lock_flights(&self) -> MutexGuard<'_, HashMap<K, InFlight<V>, DefaultHashBuilder>> {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     #[cfg(test)]
     pub(crate) fn waiters(&self, key: &K) -> Option<usize> {
-        self.lock_flights().by_key.get(key).map(|flight| flight.waiters)
+        self.lock_flights().get(key).map(|in_flight| in_flight.waiters)
     }
 }
 
@@ -270,59 +256,53 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
 pub(crate) struct Leader<'s, K: CacheKey, V: CacheValue> {
     store: &'s Store<K, V>,
     key: &'s K,
-    id: u64,
-    publish: watch::Sender<Outcome<V>>,
+    flight: Arc<Flight<V>>,
+    finished: bool,
 }
 
 impl<K: CacheKey, V: CacheValue> Leader<'_, K, V> {
     /// Stores `value` (unless an invalidation detached the flight) and hands it to the waiters.
-    pub(crate) fn succeed(self, value: V) {
+    pub(crate) fn succeed(mut self, value: V) {
         let store = self.store;
         let mut flights = store.lock_flights();
-        if flights.by_key.get(self.key).is_some_and(|flight| flight.id == self.id) {
-            let (key, flight) = flights.by_key.remove_entry(self.key).expect("just found");
+        if let Some((key, in_flight)) = self.retire(&mut flights) {
             store.table.insert(key, store.entry(value.clone()));
-            tracing::trace!(waiters = flight.waiters, "cache filled");
+            tracing::trace!(waiters = in_flight.waiters, "cache filled");
         }
         drop(flights);
-        store.report_len();
-        self.publish.send_replace(Outcome::Ready(value));
+        self.finish(Outcome::Ready(value));
     }
 
     /// Stores nothing; the waiters run their own bodies.
-    pub(crate) fn fail(self) {
-        self.publish.send_replace(Outcome::Failed);
+    pub(crate) fn fail(mut self) {
+        self.retire(&mut self.store.lock_flights());
+        self.finish(Outcome::Failed);
+    }
+
+    /// Takes this flight out of the map, unless an invalidation already did.
+    fn retire(&self, flights: &mut HashMap<K, InFlight<V>, DefaultHashBuilder>) -> Option<(K, InFlight<V>)> {
+        let (key, in_flight) = flights.remove_entry(self.key)?;
+        if Arc::ptr_eq(&in_flight.flight, &self.flight) {
+            return Some((key, in_flight));
+        }
+        // A later flight for the same key (this one was detached): put it back.
+        flights.insert(key, in_flight);
+        None
+    }
+
+    fn finish(&mut self, outcome: Outcome<V>) {
+        self.finished = true;
+        self.flight.finish(outcome);
     }
 }
 
 impl<K: CacheKey, V: CacheValue> Drop for Leader<'_, K, V> {
     fn drop(&mut self) {
-        let mut flights = self.store.lock_flights();
-        if flights.by_key.get(self.key).is_some_and(|flight| flight.id == self.id) {
-            flights.by_key.remove(self.key);
+        if !self.finished {
+            // Out of the map first, so the waiters woken next find no flight and elect a new leader.
+            self.retire(&mut self.store.lock_flights());
+            self.finish(Outcome::Abandoned);
         }
-        // `publish` drops after this: if nothing was published, waiters see the channel close and re-elect.
-    }
-}
-
-/// What a waiter learnt.
-pub(crate) enum Waited<V> {
-    Ready(V),
-    Failed,
-    /// The leader was dropped before finishing.
-    Abandoned,
-}
-
-pub(crate) async fn wait<V>(mut outcome: watch::Receiver<Outcome<V>>) -> Waited<V>
-where
-    V: CacheValue,
-{
-    match outcome.wait_for(|outcome| !matches!(outcome, Outcome::Pending)).await {
-        Ok(outcome) => match &*outcome {
-            Outcome::Ready(value) => Waited::Ready(value.clone()),
-            Outcome::Failed | Outcome::Pending => Waited::Failed,
-        },
-        Err(_) => Waited::Abandoned,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Reclaims expired entries of caches nobody reads, so memory returns after expiry without the user driving the
-//! cache. Reads already drop what they find expired; this covers the keys that are never read again.
+//! cache, and publishes every cache's length to `adk_cache_entries`. Reads already drop what they find expired; this
+//! covers the keys that are never read again.
 //!
-//! One thread for the process, started with the first expiring cache: sync callers have no tokio runtime to host a
+//! One thread for the process, started with the first cache: sync callers have no tokio runtime to host a
 //! task, and a runtime-bound task would die with the runtime of whichever test or request created the cache.
 //!
 //! The thread reads the real clock. Expiry proper follows tokio's clock on every read (paused in tests), so the sweep

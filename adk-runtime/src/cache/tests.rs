@@ -74,7 +74,6 @@ async fn a_hit_skips_the_body_and_other_keys_miss() {
     assert_eq!(POLICY.get_or_run(2_u32, body.ok(), OkValues).await, Ok(2));
     assert_eq!(body.runs(), 2);
     assert_eq!((hits("cache::tests::hit"), misses("cache::tests::hit")), (1, 2));
-    assert_eq!(entries("cache::tests::hit"), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -157,7 +156,8 @@ fn the_table_holds_at_most_max_entries_and_counts_what_it_evicts() {
     let held = POLICY.handle().len();
     assert!(held <= 64 && held > 0, "{held} entries");
     assert_eq!(evictions("cache::tests::bounded"), 1_000 - held as u64);
-    assert_eq!(entries("cache::tests::bounded"), held as i64);
+    POLICY.store::<u32, u32>().sweep(Instant::now());
+    assert_eq!(entries("cache::tests::bounded"), held as i64, "published by the sweep");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
