@@ -21,15 +21,15 @@
 //! - **Bounded memory**: at most about `max_entries` entries per key and value type (default
 //!   [`CachePolicy::DEFAULT_MAX_ENTRIES`]); the bound is split evenly among the table's internal shards, so one shard
 //!   may evict a little before the total is reached. Eviction keeps frequently read entries over one-off ones (CLOCK-Pro,
-//!   close to S3-FIFO). Expired entries are dropped when read, and a background thread sweeps the others about every
-//!   second, so memory returns after expiry without any call.
+//!   close to S3-FIFO). Expired entries are dropped when read, and a background thread (one per process) sweeps the
+//!   others within about two seconds of their expiry, so memory returns without any call.
 //! - **Invalidation**: [`Registry::cache`](crate::Registry::cache) gives a [`CacheHandle`] to remove one key or all of
 //!   them. A value being computed during an invalidation still answers its callers but is not stored.
 //! - **Sync callers**: [`CachePolicy::get_or_run_sync`] has the same hits, expiry and metrics, without single flight:
 //!   concurrent sync misses each run the body.
 //! - **Metrics**: `adk_cache_requests_total{cache,result="hit"|"miss"}` (a caller that waited for a leader counts as a
-//!   miss), `adk_cache_entries{cache}`, `adk_cache_evictions_total{cache}` (entries dropped for size or expiry, not
-//!   invalidations).
+//!   miss), `adk_cache_entries{cache}` (published every second by the sweeper and at once after an invalidation),
+//!   `adk_cache_evictions_total{cache}` (entries dropped for size or expiry, not invalidations).
 //!
 //! # The store
 //! Entries live in a [`quick_cache`] table. A hit reads the table and, if the cache expires entries, tokio's clock.

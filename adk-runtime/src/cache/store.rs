@@ -66,6 +66,8 @@ struct InFlight<V> {
     waiters: usize,
 }
 
+type Flights<K, V> = HashMap<K, InFlight<V>, DefaultHashBuilder>;
+
 pub(crate) struct Store<K: CacheKey, V: CacheValue> {
     table: Table<K, Entry<V>, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     ttl: Option<Duration>,
@@ -75,7 +77,7 @@ pub(crate) struct Store<K: CacheKey, V: CacheValue> {
     reported_len: AtomicI64,
     /// Also the lock that makes "insert the leader's value and retire its flight" one step for callers that miss, and
     /// that orders insertions after invalidations.
-    flights: Mutex<HashMap<K, InFlight<V>, DefaultHashBuilder>>,
+    flights: Mutex<Flights<K, V>>,
     /// Bumped (under the `flights` lock) by every invalidation; an insertion computed before one is dropped.
     epoch: AtomicU64,
 }
@@ -241,7 +243,7 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         self.metrics.entries.add(len - previous);
     }
 
-    fn lock_flights(&self) -> MutexGuard<'_, HashMap<K, InFlight<V>, DefaultHashBuilder>> {
+    fn lock_flights(&self) -> MutexGuard<'_, Flights<K, V>> {
         self.flights.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -280,7 +282,7 @@ impl<K: CacheKey, V: CacheValue> Leader<'_, K, V> {
     }
 
     /// Takes this flight out of the map, unless an invalidation already did.
-    fn retire(&self, flights: &mut HashMap<K, InFlight<V>, DefaultHashBuilder>) -> Option<(K, InFlight<V>)> {
+    fn retire(&self, flights: &mut Flights<K, V>) -> Option<(K, InFlight<V>)> {
         let (key, in_flight) = flights.remove_entry(self.key)?;
         if Arc::ptr_eq(&in_flight.flight, &self.flight) {
             return Some((key, in_flight));
