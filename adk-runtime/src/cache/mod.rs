@@ -216,7 +216,9 @@ impl CachePolicy {
         if let Some(value) = store.get(&key) {
             return M::from_cached(value);
         }
-        fill::<K, R, M>(&store, &key, call).await
+        // Boxed so the miss path's state (waiting, leading) does not inflate every caller's future: inline, it doubled
+        // the cost of a hit.
+        Box::pin(fill::<K, R, M>(&store, &key, call)).await
     }
 
     /// [`CachePolicy::get_or_run`] for sync code: the same hits, expiry and metrics, but concurrent misses each run
