@@ -25,10 +25,12 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> CacheKey for K {}
 pub(crate) trait CacheValue: Clone + Send + Sync + 'static {}
 impl<V: Clone + Send + Sync + 'static> CacheValue for V {}
 
-/// A stored value. `born` and `last_read` are on tokio's clock, so expiry follows paused time in tests.
+/// A stored value. Its instants are on tokio's clock, so expiry follows paused time in tests.
 #[derive(Clone)]
 struct Entry<V> {
     value: V,
+    /// `born + ttl`, kept whole so a read compares instants instead of subtracting them.
+    expires_at: Option<Instant>,
     born: Instant,
     /// Nanoseconds after `born` of the latest read; present only when the cache has a `tti`.
     last_read: Option<Arc<AtomicU64>>,
@@ -72,6 +74,8 @@ pub(crate) struct Store<K: CacheKey, V: CacheValue> {
     table: Table<K, Entry<V>, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     ttl: Option<Duration>,
     tti: Option<Duration>,
+    /// Whether reads must check the clock (`ttl` or `tti` is set).
+    expires: bool,
     metrics: CacheMetrics,
     /// The table's length as last added to the shared `adk_cache_entries` gauge.
     reported_len: AtomicI64,
@@ -95,6 +99,7 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
             table: Table::with_options(options, UnitWeighter, DefaultHashBuilder::default(), evictions),
             ttl: settings.ttl,
             tti: settings.tti,
+            expires: settings.ttl.is_some() || settings.tti.is_some(),
             metrics,
             reported_len: AtomicI64::new(0),
             flights: Mutex::new(HashMap::default()),
@@ -103,7 +108,7 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
     }
 
     pub(crate) fn expires(&self) -> bool {
-        self.ttl.is_some() || self.tti.is_some()
+        self.expires
     }
 
     /// The fresh value under `key`, counted as a hit or a miss.
@@ -140,12 +145,12 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
     }
 
     fn fresh(&self, entry: &Entry<V>, now: Instant) -> bool {
-        let age = now.saturating_duration_since(entry.born);
-        if self.ttl.is_some_and(|ttl| age >= ttl) {
+        if entry.expires_at.is_some_and(|expires_at| now >= expires_at) {
             return false;
         }
         match (self.tti, &entry.last_read) {
             (Some(tti), Some(last_read)) => {
+                let age = now.saturating_duration_since(entry.born);
                 age.saturating_sub(Duration::from_nanos(last_read.load(Ordering::Relaxed))) < tti
             }
             _ => true,
@@ -175,7 +180,14 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
     }
 
     fn entry(&self, value: V) -> Entry<V> {
-        Entry { value, born: Instant::now(), last_read: self.tti.map(|_| Arc::new(AtomicU64::new(0))) }
+        let born = Instant::now();
+        Entry {
+            value,
+            // An unrepresentable deadline (a ttl of centuries) never comes.
+            expires_at: self.ttl.and_then(|ttl| born.checked_add(ttl)),
+            born,
+            last_read: self.tti.map(|_| Arc::new(AtomicU64::new(0))),
+        }
     }
 
     /// After a miss: wait for the call already filling `key`, or lead a new one.
