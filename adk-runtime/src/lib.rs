@@ -2,6 +2,7 @@
 //!
 //! Users normally depend on the `adk` facade, which re-exports this crate and the attribute macros.
 
+pub mod cache;
 pub mod error;
 pub mod fallback;
 pub mod metrics;

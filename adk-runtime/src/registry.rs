@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
+use crate::cache::{CacheHandle, NamedCache};
+
 /// Every named policy instance of the process. Reach it with [`registry()`].
 ///
 /// ```
 /// assert!(adk_runtime::registry().conflicts().is_empty());
 /// ```
-#[derive(Default)]
 pub struct Registry {
     conflicts: RwLock<Vec<Conflict>>,
+    pub(crate) caches: Named<NamedCache>,
 }
 
 impl fmt::Debug for Registry {
@@ -23,17 +25,41 @@ impl fmt::Debug for Registry {
 
 /// The process-wide registry.
 pub fn registry() -> &'static Registry {
-    static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
     &REGISTRY
 }
 
 impl Registry {
+    fn new() -> Self {
+        Registry { conflicts: RwLock::new(Vec::new()), caches: Named::new("cache") }
+    }
+
+    /// The cache called `name`, once a function using it has run (or its policy's handle was taken).
+    ///
+    /// ```
+    /// use adk_runtime::cache::CachePolicy;
+    ///
+    /// static PROFILES: CachePolicy = CachePolicy::new("doc::profile", "doc.rs:1").with_name("doc-profiles");
+    ///
+    /// assert!(adk_runtime::registry().cache("doc-profiles").is_none());
+    /// PROFILES.insert(7_u64, "Ada".to_owned());
+    /// let profiles = adk_runtime::registry().cache("doc-profiles").unwrap();
+    /// assert!(profiles.invalidate(&7_u64));
+    /// ```
+    pub fn cache(&self, name: &str) -> Option<CacheHandle> {
+        self.caches.get(name).map(CacheHandle::new)
+    }
+
+    /// The names of the caches declared so far, sorted.
+    pub fn cache_names(&self) -> Vec<String> {
+        self.caches.names()
+    }
+
     /// Declarations of one name with different settings, in the order they were found.
     pub fn conflicts(&self) -> Vec<Conflict> {
         self.conflicts.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    #[allow(dead_code)]
     pub(crate) fn report_conflict(&self, conflict: Conflict) {
         tracing::error!(
             kind = conflict.kind,
@@ -76,13 +102,11 @@ pub struct Conflict {
 
 /// Instances of one kind by name. Looked up when a function first runs (its handle is then kept in a `static`), and by
 /// operators; never on a per-call path.
-#[allow(dead_code)] // used by the named policies
 pub(crate) struct Named<T: ?Sized> {
     kind: &'static str,
     entries: RwLock<HashMap<String, (Declaration, Arc<T>)>>,
 }
 
-#[allow(dead_code)]
 impl<T: ?Sized> Named<T> {
     pub(crate) fn new(kind: &'static str) -> Self {
         Named { kind, entries: RwLock::new(HashMap::new()) }

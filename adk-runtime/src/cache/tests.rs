@@ -1,0 +1,370 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{Instant, advance};
+
+use super::*;
+use crate::metrics::families;
+
+fn hits(cache: &str) -> u64 {
+    families().cache_requests_total.with_label_values(&[cache, "hit"]).get()
+}
+
+fn misses(cache: &str) -> u64 {
+    families().cache_requests_total.with_label_values(&[cache, "miss"]).get()
+}
+
+fn evictions(cache: &str) -> u64 {
+    families().cache_evictions_total.with_label_values(&[cache]).get()
+}
+
+fn entries(cache: &str) -> i64 {
+    families().cache_entries.with_label_values(&[cache]).get()
+}
+
+/// Counts runs of a body and answers with the run number.
+#[derive(Default, Clone)]
+struct Body(Arc<AtomicUsize>);
+
+impl Body {
+    fn runs(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    async fn ok(&self) -> Result<usize, String> {
+        Ok(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    async fn err(&self) -> Result<usize, String> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err("down".to_owned())
+    }
+
+    /// Runs when `release` says so, then answers `Ok(run number)`, or `Err` if `fail`.
+    async fn gated(&self, mut release: watch::Receiver<bool>, fail: bool) -> Result<usize, String> {
+        let run = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        release.wait_for(|go| *go).await.expect("the test keeps the sender");
+        if fail { Err("down".to_owned()) } else { Ok(run) }
+    }
+}
+
+/// Yields until `condition` holds; panics instead of hanging if it never does.
+async fn until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..100_000 {
+        if condition() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("condition never held");
+}
+
+fn waiters(policy: &'static CachePolicy, key: u32) -> Option<usize> {
+    policy.store::<u32, usize>().waiters(&key)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hit_skips_the_body_and_other_keys_miss() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::hit", "tests.rs:1");
+    let body = Body::default();
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    assert_eq!(POLICY.get_or_run(2_u32, body.ok(), OkValues).await, Ok(2));
+    assert_eq!(body.runs(), 2);
+    assert_eq!((hits("cache::tests::hit"), misses("cache::tests::hit")), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_pass_through_and_are_not_cached() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::errors", "tests.rs:1");
+    let body = Body::default();
+    assert_eq!(POLICY.get_or_run(1_u32, body.err(), OkValues).await, Err("down".to_owned()));
+    assert_eq!(POLICY.handle().len(), 0);
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2), "the next caller runs the body again");
+    assert_eq!(POLICY.get_or_run(1_u32, body.err(), OkValues).await, Ok(2), "then the Ok value is served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn outputs_mode_caches_a_function_that_does_not_return_result() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::outputs", "tests.rs:1");
+    let mut runs = 0;
+    for _ in 0..2 {
+        let answer: Option<String> = POLICY
+            .get_or_run(
+                ("prompt".to_owned(), 7_u8),
+                async {
+                    runs += 1;
+                    None
+                },
+                Outputs,
+            )
+            .await;
+        assert_eq!(answer, None);
+    }
+    assert_eq!(runs, 1, "even a None output is stored in Outputs mode");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_entry_expires_when_its_ttl_has_passed() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::ttl", "tests.rs:1").with_ttl(Duration::from_secs(300));
+    let body = Body::default();
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(299)).await;
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2));
+    assert_eq!(evictions("cache::tests::ttl"), 1, "the expired entry was dropped on read");
+    assert_eq!(POLICY.handle().len(), 1, "and replaced by the fresh one");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reads_keep_an_entry_alive_until_tti_passes_without_one() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::tti", "tests.rs:1").with_tti(Duration::from_secs(60));
+    let body = Body::default();
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    for _ in 0..5 {
+        advance(Duration::from_secs(50)).await;
+        assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    }
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ttl_bounds_an_entry_that_is_read_all_the_time() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::tti_ttl", "tests.rs:1")
+        .with_tti(Duration::from_secs(60))
+        .with_ttl(Duration::from_secs(120));
+    let body = Body::default();
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(50)).await;
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(50)).await;
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(20)).await;
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2));
+}
+
+#[test]
+fn the_table_holds_at_most_max_entries_and_counts_what_it_evicts() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::bounded", "tests.rs:1").with_max_entries(64);
+    for key in 0..1_000_u32 {
+        POLICY.get_or_run_sync(key, || key, Outputs);
+    }
+    let held = POLICY.handle().len();
+    assert!(held <= 64 && held > 0, "{held} entries");
+    assert_eq!(evictions("cache::tests::bounded"), 1_000 - held as u64);
+    POLICY.store::<u32, u32>().sweep(Instant::now());
+    assert_eq!(entries("cache::tests::bounded"), held as i64, "published by the sweep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hundred_concurrent_misses_run_the_body_once() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::single_flight", "tests.rs:1");
+    let body = Body::default();
+    let (release, gate) = watch::channel(false);
+    let callers: Vec<_> = (0..100)
+        .map(|_| {
+            let (body, gate) = (body.clone(), gate.clone());
+            tokio::spawn(async move { POLICY.get_or_run(7_u32, body.gated(gate, false), OkValues).await })
+        })
+        .collect();
+    until(|| waiters(&POLICY, 7) == Some(99)).await;
+    release.send_replace(true);
+    for caller in callers {
+        assert_eq!(caller.await.unwrap(), Ok(1));
+    }
+    assert_eq!(body.runs(), 1);
+    assert_eq!(misses("cache::tests::single_flight"), 100);
+    assert_eq!(POLICY.get_or_run(7_u32, body.ok(), OkValues).await, Ok(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_leader_fails_each_waiter_runs_its_own_body() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::leader_fails", "tests.rs:1");
+    let body = Body::default();
+    let (release, gate) = watch::channel(false);
+    let leader = tokio::spawn({
+        let (body, gate) = (body.clone(), gate.clone());
+        async move { POLICY.get_or_run(1_u32, body.gated(gate, true), OkValues).await }
+    });
+    until(|| waiters(&POLICY, 1) == Some(0)).await;
+    let waiters_: Vec<_> = (0..2)
+        .map(|_| {
+            let (body, gate) = (body.clone(), gate.clone());
+            tokio::spawn(async move { POLICY.get_or_run(1_u32, body.gated(gate, false), OkValues).await })
+        })
+        .collect();
+    until(|| waiters(&POLICY, 1) == Some(2)).await;
+    release.send_replace(true);
+    assert_eq!(leader.await.unwrap(), Err("down".to_owned()), "the leader's error is its own");
+    let mut answers: Vec<_> = Vec::new();
+    for waiter in waiters_ {
+        answers.push(waiter.await.unwrap().expect("a waiter does not get the leader's error"));
+    }
+    answers.sort();
+    assert_eq!(answers, [2, 3], "each waiter ran its own body");
+    assert_eq!(body.runs(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_leader_is_cancelled_a_waiter_takes_over() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::leader_cancelled", "tests.rs:1");
+    let body = Body::default();
+    let (release, gate) = watch::channel(false);
+    let spawn_caller = || {
+        let (body, gate) = (body.clone(), gate.clone());
+        tokio::spawn(async move { POLICY.get_or_run(1_u32, body.gated(gate, false), OkValues).await })
+    };
+    let leader = spawn_caller();
+    until(|| waiters(&POLICY, 1) == Some(0)).await;
+    let first = spawn_caller();
+    let second = spawn_caller();
+    until(|| waiters(&POLICY, 1) == Some(2)).await;
+
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    until(|| waiters(&POLICY, 1) == Some(1)).await;
+    assert_eq!(body.runs(), 2, "one waiter leads anew, the other waits for it");
+
+    release.send_replace(true);
+    assert_eq!(first.await.unwrap(), Ok(2));
+    assert_eq!(second.await.unwrap(), Ok(2));
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_dropped_alone_leaves_nothing_behind() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::dropped", "tests.rs:1");
+    let body = Body::default();
+    let (_release, gate) = watch::channel(false);
+    let call = POLICY.get_or_run(1_u32, body.gated(gate, false), OkValues);
+    let timed_out = tokio::time::timeout(Duration::from_secs(1), call).await;
+    assert!(timed_out.is_err());
+    assert_eq!(waiters(&POLICY, 1), None, "the flight was retired");
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalidation_by_name_and_key() {
+    static POLICY: CachePolicy =
+        CachePolicy::new("cache::tests::invalidation", "tests.rs:1").with_name("tests-invalidation");
+    let body = Body::default();
+    assert!(crate::registry().cache("tests-invalidation").is_none(), "declared on first use");
+    for key in [1_u32, 2, 3] {
+        POLICY.get_or_run(key, body.ok(), OkValues).await.unwrap();
+    }
+    let cache = crate::registry().cache("tests-invalidation").unwrap();
+    assert_eq!(cache.len(), 3);
+    assert!(crate::registry().cache_names().contains(&"tests-invalidation".to_owned()));
+
+    assert!(cache.invalidate(&1_u32));
+    assert!(!cache.invalidate(&1_u32), "already gone");
+    assert!(!cache.invalidate(&"1"), "a key of another type is a no-op");
+    assert!(!cache.invalidate(&1_u64), "a key of another type is a no-op");
+    assert_eq!(cache.len(), 2);
+    assert_eq!(entries("tests-invalidation"), 2);
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(4), "the invalidated key runs again");
+    assert_eq!(POLICY.get_or_run(2_u32, body.ok(), OkValues).await, Ok(2), "the others stay");
+
+    cache.invalidate_all();
+    assert!(cache.is_empty());
+    assert_eq!(entries("tests-invalidation"), 0);
+    assert_eq!(POLICY.get_or_run(2_u32, body.ok(), OkValues).await, Ok(5));
+    assert!(crate::registry().cache("tests-no-such-cache").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_computed_across_an_invalidation_is_not_stored() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::invalidated_in_flight", "tests.rs:1");
+    let body = Body::default();
+    let (release, gate) = watch::channel(false);
+    let leader = tokio::spawn({
+        let (body, gate) = (body.clone(), gate.clone());
+        async move { POLICY.get_or_run(1_u32, body.gated(gate, false), OkValues).await }
+    });
+    until(|| waiters(&POLICY, 1) == Some(0)).await;
+    assert!(!POLICY.handle().invalidate(&1_u32), "nothing stored yet");
+    assert_eq!(waiters(&POLICY, 1), None, "later callers do not join the detached call");
+    release.send_replace(true);
+    assert_eq!(leader.await.unwrap(), Ok(1), "the detached call still answers its caller");
+    assert_eq!(POLICY.handle().len(), 0);
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2));
+
+    let sync_body = || {
+        POLICY.handle().invalidate_all();
+        Ok::<usize, String>(99)
+    };
+    assert_eq!(POLICY.get_or_run_sync(5_u32, sync_body, OkValues), Ok(99));
+    assert_eq!(POLICY.get::<u32, usize>(&5), None, "a sync value computed across an invalidation is not stored");
+}
+
+#[test]
+fn sync_callers_hit_and_errors_are_not_cached() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::sync", "tests.rs:1");
+    let runs = AtomicUsize::new(0);
+    let call = |fail: bool| {
+        POLICY.get_or_run_sync(
+            ("key".to_owned(),),
+            || {
+                runs.fetch_add(1, Ordering::SeqCst);
+                if fail { Err("down") } else { Ok("value".to_owned()) }
+            },
+            OkValues,
+        )
+    };
+    assert_eq!(call(true), Err("down"));
+    assert_eq!(call(false), Ok("value".to_owned()));
+    assert_eq!(call(true), Ok("value".to_owned()));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!((hits("cache::tests::sync"), misses("cache::tests::sync")), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_reclaims_expired_entries_nobody_reads() {
+    static POLICY: CachePolicy =
+        CachePolicy::new("cache::tests::sweep", "tests.rs:1").with_ttl(Duration::from_secs(10));
+    for key in 0..3_u32 {
+        POLICY.insert(key, 0_usize);
+    }
+    advance(Duration::from_secs(5)).await;
+    POLICY.insert(3_u32, 0_usize);
+    let store = POLICY.store::<u32, usize>();
+    store.sweep(Instant::now() + Duration::from_secs(6));
+    assert_eq!(store.len(), 1, "only the younger entry is left");
+    assert_eq!(evictions("cache::tests::sweep"), 3);
+    assert_eq!(entries("cache::tests::sweep"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_name_shared_by_functions_shares_entries_and_reports_other_settings() {
+    static FIRST: CachePolicy = CachePolicy::new("cache::tests::first", "a.rs:1").with_name("tests-shared");
+    static SECOND: CachePolicy = CachePolicy::new("cache::tests::second", "b.rs:2").with_name("tests-shared");
+    static THIRD: CachePolicy =
+        CachePolicy::new("cache::tests::third", "c.rs:3").with_name("tests-shared").with_max_entries(5);
+    let body = Body::default();
+    assert_eq!(FIRST.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    assert_eq!(SECOND.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    assert_eq!(THIRD.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    let conflict = crate::registry().conflicts().into_iter().find(|c| c.name == "tests-shared").expect("reported");
+    assert_eq!((conflict.kind, conflict.first.call_site, conflict.second.call_site), ("cache", "a.rs:1", "c.rs:3"));
+    assert_eq!(crate::registry().cache("tests-shared").unwrap().settings().max_entries, 10_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generic_function_gets_one_store_per_type() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::generic", "tests.rs:1");
+    async fn describe<T: std::fmt::Debug + Hash + Eq + Clone + Send + Sync + 'static>(value: T) -> String {
+        POLICY.get_or_run(value.clone(), async { format!("{value:?}") }, Outputs).await
+    }
+    assert_eq!(describe(1_u32).await, "1");
+    assert_eq!(describe("one".to_owned()).await, "\"one\"");
+    assert_eq!(describe("one".to_owned()).await, "\"one\"");
+    let cache = POLICY.handle();
+    assert_eq!(cache.len(), 2);
+    assert_eq!(hits("cache::tests::generic"), 1);
+    assert!(cache.invalidate(&"one".to_owned()));
+    assert!(cache.invalidate(&1_u32));
+}
