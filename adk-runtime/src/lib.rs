@@ -2,6 +2,8 @@
 //!
 //! Users normally depend on the `adk` facade, which re-exports this crate and the attribute macros.
 
+pub mod bulkhead;
+pub mod circuit_breaker;
 pub mod error;
 pub mod fallback;
 pub mod metrics;
@@ -12,5 +14,6 @@ pub mod timeout;
 #[doc(hidden)]
 pub mod macro_support;
 
+pub use circuit_breaker::CircuitState;
 pub use error::{Classify, Error, ErrorClass};
 pub use registry::{Registry, registry};

@@ -5,14 +5,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
+use crate::bulkhead::Bulkhead;
+use crate::circuit_breaker::CircuitBreaker;
+
 /// Every named policy instance of the process. Reach it with [`registry()`].
 ///
 /// ```
 /// assert!(adk_runtime::registry().conflicts().is_empty());
 /// ```
-#[derive(Default)]
 pub struct Registry {
     conflicts: RwLock<Vec<Conflict>>,
+    pub(crate) circuit_breakers: Named<CircuitBreaker>,
+    pub(crate) bulkheads: Named<Bulkhead>,
 }
 
 impl fmt::Debug for Registry {
@@ -23,17 +27,83 @@ impl fmt::Debug for Registry {
 
 /// The process-wide registry.
 pub fn registry() -> &'static Registry {
-    static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
     &REGISTRY
 }
 
 impl Registry {
+    fn new() -> Self {
+        Registry {
+            conflicts: RwLock::default(),
+            circuit_breakers: Named::new("circuit_breaker"),
+            bulkheads: Named::new("bulkhead"),
+        }
+    }
+
+    /// The circuit breaker called `name`, once a function naming it has run (or its policy was first used).
+    ///
+    /// ```
+    /// use adk_runtime::{CircuitState, registry};
+    /// use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    ///
+    /// static OPENAI: CircuitBreakerPolicy =
+    ///     CircuitBreakerPolicy::new("doc-registry-openai", "a.rs:1", CircuitBreakerConfig::new());
+    /// assert!(registry().circuit_breaker("doc-registry-openai").is_none(), "not used yet");
+    /// OPENAI.breaker();
+    /// let openai = registry().circuit_breaker("doc-registry-openai").unwrap();
+    /// openai.force_open();
+    /// assert_eq!(openai.state(), CircuitState::Open);
+    /// openai.reset();
+    /// ```
+    pub fn circuit_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
+        self.circuit_breakers.get(name)
+    }
+
+    /// Every circuit breaker in use, by name.
+    ///
+    /// ```
+    /// let open = adk_runtime::registry()
+    ///     .circuit_breakers()
+    ///     .into_iter()
+    ///     .filter(|b| b.state() == adk_runtime::CircuitState::Open)
+    ///     .count();
+    /// assert_eq!(open, 0);
+    /// ```
+    pub fn circuit_breakers(&self) -> Vec<Arc<CircuitBreaker>> {
+        self.circuit_breakers.all()
+    }
+
+    /// The bulkhead called `name`, once a function naming it has run (or its policy was first used).
+    ///
+    /// ```
+    /// use adk_runtime::registry;
+    /// use adk_runtime::bulkhead::BulkheadPolicy;
+    ///
+    /// static DB: BulkheadPolicy = BulkheadPolicy::new("doc-registry-db", "a.rs:1", 8);
+    /// DB.bulkhead();
+    /// let db = registry().bulkhead("doc-registry-db").unwrap();
+    /// assert_eq!((db.in_use(), db.max_concurrent()), (0, 8));
+    /// ```
+    pub fn bulkhead(&self, name: &str) -> Option<Arc<Bulkhead>> {
+        self.bulkheads.get(name)
+    }
+
+    /// Every bulkhead in use, by name.
+    ///
+    /// ```
+    /// for bulkhead in adk_runtime::registry().bulkheads() {
+    ///     println!("{}: {}/{}", bulkhead.name(), bulkhead.in_use(), bulkhead.max_concurrent());
+    /// }
+    /// ```
+    pub fn bulkheads(&self) -> Vec<Arc<Bulkhead>> {
+        self.bulkheads.all()
+    }
+
     /// Declarations of one name with different settings, in the order they were found.
     pub fn conflicts(&self) -> Vec<Conflict> {
         self.conflicts.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    #[allow(dead_code)]
     pub(crate) fn report_conflict(&self, conflict: Conflict) {
         tracing::error!(
             kind = conflict.kind,
@@ -76,13 +146,11 @@ pub struct Conflict {
 
 /// Instances of one kind by name. Looked up when a function first runs (its handle is then kept in a `static`), and by
 /// operators; never on a per-call path.
-#[allow(dead_code)] // used by the named policies
 pub(crate) struct Named<T: ?Sized> {
     kind: &'static str,
     entries: RwLock<HashMap<String, (Declaration, Arc<T>)>>,
 }
 
-#[allow(dead_code)]
 impl<T: ?Sized> Named<T> {
     pub(crate) fn new(kind: &'static str) -> Self {
         Named { kind, entries: RwLock::new(HashMap::new()) }
@@ -109,6 +177,15 @@ impl<T: ?Sized> Named<T> {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).get(name).map(|(_, instance)| instance.clone())
     }
 
+    /// Every instance, ordered by name.
+    pub(crate) fn all(&self) -> Vec<Arc<T>> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<(&String, &Arc<T>)> = entries.iter().map(|(name, (_, instance))| (name, instance)).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().map(|(_, instance)| instance.clone()).collect()
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))] // for the config overrides to come
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.entries.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         names.sort();
