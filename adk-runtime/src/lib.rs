@@ -3,6 +3,8 @@
 //! Users normally depend on the `adk` facade, which re-exports this crate and the attribute macros.
 
 pub mod cache;
+pub mod bulkhead;
+pub mod circuit_breaker;
 pub mod error;
 pub mod fallback;
 pub mod metrics;
@@ -13,5 +15,6 @@ pub mod timeout;
 #[doc(hidden)]
 pub mod macro_support;
 
+pub use circuit_breaker::CircuitState;
 pub use error::{Classify, Error, ErrorClass};
 pub use registry::{Registry, registry};

@@ -1,6 +1,6 @@
 //! What generated code reaches through `::adk::__private`. Not a public API: names here may change in any release.
 
-pub use crate::{cache, fallback, retry, timeout};
+pub use crate::{bulkhead, cache, circuit_breaker, fallback, retry, timeout};
 pub use core::time::Duration;
 
 use crate::error::{Classify, Error};
@@ -63,4 +63,15 @@ where
     <R as AdkResult>::Err: Classify,
 {
     retry::by_class(error)
+}
+
+/// The default breaker judgement ([`circuit_breaker::by_class`]), bound once per function so a missing `Classify` is
+/// reported once.
+#[inline]
+pub fn breaker_record<R>(error: &<R as AdkResult>::Err) -> circuit_breaker::Record
+where
+    R: AdkResult,
+    <R as AdkResult>::Err: Classify,
+{
+    circuit_breaker::by_class(error)
 }

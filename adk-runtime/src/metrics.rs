@@ -3,8 +3,10 @@
 //! Label values are bounded: function names, instance names and outcomes, never a user key or an argument. Policies
 //! resolve their labelled handles once (when their `static` state is built), so a call touches only atomics.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex, Weak};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Buckets for calls to LLMs and services: milliseconds to minutes.
@@ -46,6 +48,42 @@ pub struct Families {
     /// `adk_fallbacks_total{function}`
     pub fallbacks_total: IntCounterVec,
     registry: Registry,
+    refreshers: Mutex<Vec<Weak<dyn Refresh>>>,
+}
+
+/// A policy instance that keeps some of its numbers in its own atomics (striped per thread, so that hot paths do not
+/// share a cache line) and copies them into its metric handles when metrics are gathered.
+pub(crate) trait Refresh: Send + Sync {
+    /// Brings the instance's metric handles up to date.
+    fn refresh(&self);
+}
+
+/// Has `instance` refreshed before every gathering of `adk_circuit_breaker_calls_total` or `adk_bulkhead_in_use`,
+/// whichever registry gathers them.
+pub(crate) fn refresh_before_gathering(instance: Weak<dyn Refresh>) {
+    families().refreshers.lock().unwrap_or_else(|e| e.into_inner()).push(instance);
+}
+
+/// A family whose values some instances keep elsewhere until it is gathered.
+struct Refreshed<C>(C);
+
+impl<C: Collector> Collector for Refreshed<C> {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut refreshers = families().refreshers.lock().unwrap_or_else(|e| e.into_inner());
+        refreshers.retain(|instance| match instance.upgrade() {
+            Some(instance) => {
+                instance.refresh();
+                true
+            }
+            None => false,
+        });
+        drop(refreshers);
+        self.0.collect()
+    }
 }
 
 /// The process-wide families, registered in adk's own registry.
@@ -141,6 +179,7 @@ impl Families {
             timeouts_total: counter("adk_timeouts_total", "Calls that exceeded their timeout.", &["function"]),
             fallbacks_total: counter("adk_fallbacks_total", "Calls answered by a fallback.", &["function"]),
             registry: Registry::new(),
+            refreshers: Mutex::new(Vec::new()),
         };
         for collector in families.collectors() {
             families.registry.register(collector).expect("adk's metric names are unique");
@@ -148,7 +187,7 @@ impl Families {
         families
     }
 
-    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
         vec![
             Box::new(self.calls_total.clone()),
             Box::new(self.call_duration_seconds.clone()),
@@ -156,12 +195,12 @@ impl Families {
             Box::new(self.rate_limit_decisions_total.clone()),
             Box::new(self.circuit_breaker_state.clone()),
             Box::new(self.circuit_breaker_transitions_total.clone()),
-            Box::new(self.circuit_breaker_calls_total.clone()),
+            Box::new(Refreshed(self.circuit_breaker_calls_total.clone())),
             Box::new(self.retry_attempts_total.clone()),
             Box::new(self.cache_requests_total.clone()),
             Box::new(self.cache_entries.clone()),
             Box::new(self.cache_evictions_total.clone()),
-            Box::new(self.bulkhead_in_use.clone()),
+            Box::new(Refreshed(self.bulkhead_in_use.clone())),
             Box::new(self.bulkhead_rejections_total.clone()),
             Box::new(self.timeouts_total.clone()),
             Box::new(self.fallbacks_total.clone()),

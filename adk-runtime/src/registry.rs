@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::cache::{CacheHandle, NamedCache};
+use crate::bulkhead::Bulkhead;
+use crate::circuit_breaker::CircuitBreaker;
 
 /// Every named policy instance of the process. Reach it with [`registry()`].
 ///
@@ -15,6 +17,8 @@ use crate::cache::{CacheHandle, NamedCache};
 pub struct Registry {
     conflicts: RwLock<Vec<Conflict>>,
     pub(crate) caches: Named<NamedCache>,
+    pub(crate) circuit_breakers: Named<CircuitBreaker>,
+    pub(crate) bulkheads: Named<Bulkhead>,
 }
 
 impl fmt::Debug for Registry {
@@ -31,7 +35,12 @@ pub fn registry() -> &'static Registry {
 
 impl Registry {
     fn new() -> Self {
-        Registry { conflicts: RwLock::new(Vec::new()), caches: Named::new("cache") }
+        Registry {
+            conflicts: RwLock::default(),
+            caches: Named::new("cache"),
+            circuit_breakers: Named::new("circuit_breaker"),
+            bulkheads: Named::new("bulkhead"),
+        }
     }
 
     /// The cache called `name`, once a function using it has run (or its policy's handle was taken).
@@ -53,6 +62,65 @@ impl Registry {
     /// The names of the caches declared so far, sorted.
     pub fn cache_names(&self) -> Vec<String> {
         self.caches.names()
+    }
+
+    /// The circuit breaker called `name`, once a function naming it has run (or its policy was first used).
+    ///
+    /// ```
+    /// use adk_runtime::{CircuitState, registry};
+    /// use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    ///
+    /// static OPENAI: CircuitBreakerPolicy =
+    ///     CircuitBreakerPolicy::new("doc-registry-openai", "a.rs:1", CircuitBreakerConfig::new());
+    /// assert!(registry().circuit_breaker("doc-registry-openai").is_none(), "not used yet");
+    /// OPENAI.breaker();
+    /// let openai = registry().circuit_breaker("doc-registry-openai").unwrap();
+    /// openai.force_open();
+    /// assert_eq!(openai.state(), CircuitState::Open);
+    /// openai.reset();
+    /// ```
+    pub fn circuit_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
+        self.circuit_breakers.get(name)
+    }
+
+    /// Every circuit breaker in use, by name.
+    ///
+    /// ```
+    /// let open = adk_runtime::registry()
+    ///     .circuit_breakers()
+    ///     .into_iter()
+    ///     .filter(|b| b.state() == adk_runtime::CircuitState::Open)
+    ///     .count();
+    /// assert_eq!(open, 0);
+    /// ```
+    pub fn circuit_breakers(&self) -> Vec<Arc<CircuitBreaker>> {
+        self.circuit_breakers.all()
+    }
+
+    /// The bulkhead called `name`, once a function naming it has run (or its policy was first used).
+    ///
+    /// ```
+    /// use adk_runtime::registry;
+    /// use adk_runtime::bulkhead::BulkheadPolicy;
+    ///
+    /// static DB: BulkheadPolicy = BulkheadPolicy::new("doc-registry-db", "a.rs:1", 8);
+    /// DB.bulkhead();
+    /// let db = registry().bulkhead("doc-registry-db").unwrap();
+    /// assert_eq!((db.in_use(), db.max_concurrent()), (0, 8));
+    /// ```
+    pub fn bulkhead(&self, name: &str) -> Option<Arc<Bulkhead>> {
+        self.bulkheads.get(name)
+    }
+
+    /// Every bulkhead in use, by name.
+    ///
+    /// ```
+    /// for bulkhead in adk_runtime::registry().bulkheads() {
+    ///     println!("{}: {}/{}", bulkhead.name(), bulkhead.in_use(), bulkhead.max_concurrent());
+    /// }
+    /// ```
+    pub fn bulkheads(&self) -> Vec<Arc<Bulkhead>> {
+        self.bulkheads.all()
     }
 
     /// Declarations of one name with different settings, in the order they were found.
@@ -133,6 +201,15 @@ impl<T: ?Sized> Named<T> {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).get(name).map(|(_, instance)| instance.clone())
     }
 
+    /// Every instance, ordered by name.
+    pub(crate) fn all(&self) -> Vec<Arc<T>> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<(&String, &Arc<T>)> = entries.iter().map(|(name, (_, instance))| (name, instance)).collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().map(|(_, instance)| instance.clone()).collect()
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))] // for the config overrides to come
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.entries.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         names.sort();

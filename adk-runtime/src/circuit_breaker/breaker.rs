@@ -1,0 +1,688 @@
+//! One named breaker: its state machine, the permits calls hold, and what operators see and steer.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntGauge};
+use tokio::time::Instant;
+
+use super::config::CircuitBreakerConfig;
+use super::window::{Tally, Window, instant_at, nanos_since};
+use super::{CircuitState, Record};
+use crate::error::Error;
+use crate::metrics::{self, Refresh};
+
+// The state word: generation << 3 | forced << 2 | state. The generation changes with every transition, so an outcome
+// can tell whether the state that admitted its call is still the current one.
+const STATE_BITS: u64 = 0b11;
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+const FORCED: u64 = 0b100;
+const GENERATION_SHIFT: u32 = 3;
+
+/// A circuit breaker shared by every function that names it. Functions reach it through a
+/// [`CircuitBreakerPolicy`](super::CircuitBreakerPolicy); operators through
+/// [`registry().circuit_breaker(name)`](crate::Registry::circuit_breaker).
+///
+/// ```
+/// use adk_runtime::CircuitState;
+/// use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+///
+/// static PAYMENTS: CircuitBreakerPolicy =
+///     CircuitBreakerPolicy::new("doc-payments", "docs.rs:1", CircuitBreakerConfig::new());
+///
+/// let breaker = PAYMENTS.breaker();
+/// assert_eq!(breaker.state(), CircuitState::Closed);
+/// breaker.force_open();          // e.g. during maintenance of the dependency
+/// assert!(PAYMENTS.acquire().is_err());
+/// breaker.reset();
+/// assert!(PAYMENTS.acquire().is_ok());
+/// ```
+pub struct CircuitBreaker {
+    /// Read by every call: alone on its cache line.
+    state: Hot,
+    window: Window,
+    config: CircuitBreakerConfig,
+    min_calls: u64,
+    slow_call: Option<Duration>,
+    needs_clock: bool,
+    base: Instant,
+    /// While open: nanoseconds from `base` to the end of the open period.
+    open_until: AtomicU64,
+    /// While half-open: `generation << 32 | trial calls admitted and not released`.
+    trial_slots: AtomicU64,
+    control: Mutex<Control>,
+    name: String,
+    metrics: BreakerMetrics,
+}
+
+#[repr(align(128))]
+struct Hot(AtomicU64);
+
+/// What transitions change, under the breaker's lock.
+struct Control {
+    /// The open period to use the next time the breaker opens from half-open.
+    open_for: Duration,
+    trials: Trials,
+}
+
+#[derive(Default)]
+struct Trials {
+    done: u32,
+    failures: u32,
+    slow: u32,
+}
+
+/// The share of a set of calls that failed or was slow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rates {
+    calls: u64,
+    failure_rate: f64,
+    slow_rate: f64,
+}
+
+impl Rates {
+    fn of(tally: Tally) -> Self {
+        let share = |n: u64| if tally.calls == 0 { 0.0 } else { n as f64 / tally.calls as f64 };
+        Rates { calls: tally.calls, failure_rate: share(tally.failures), slow_rate: share(tally.slow) }
+    }
+}
+
+/// What a breaker's window holds now, for operators and tests.
+///
+/// ```
+/// use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+///
+/// static SEARCH: CircuitBreakerPolicy =
+///     CircuitBreakerPolicy::new("doc-search", "docs.rs:1", CircuitBreakerConfig::new());
+/// SEARCH.acquire().unwrap().failure();
+/// SEARCH.acquire().unwrap().success();
+/// let window = SEARCH.breaker().snapshot();
+/// assert_eq!((window.calls, window.failures, window.failure_rate), (2, 1, 0.5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct WindowSnapshot {
+    /// The state the numbers belong to.
+    pub state: CircuitState,
+    /// Calls in the window (when closed or open) or trial calls decided so far (when half-open).
+    pub calls: u64,
+    /// How many of them failed.
+    pub failures: u64,
+    /// How many of them were slow.
+    pub slow_calls: u64,
+    /// `failures / calls`, 0 without calls.
+    pub failure_rate: f64,
+    /// `slow_calls / calls`, 0 without calls.
+    pub slow_rate: f64,
+}
+
+impl CircuitBreaker {
+    pub(super) fn new(name: &str, config: CircuitBreakerConfig) -> Arc<Self> {
+        let base = Instant::now();
+        let window = Window::new(config.window(), config.min_calls(), base);
+        let breaker = Arc::new(CircuitBreaker {
+            state: Hot(AtomicU64::new(CLOSED)),
+            needs_clock: window.is_timed() || config.slow_call().is_some(),
+            window,
+            config,
+            min_calls: config.min_calls().into(),
+            slow_call: config.slow_call(),
+            base,
+            open_until: AtomicU64::new(0),
+            trial_slots: AtomicU64::new(0),
+            control: Mutex::new(Control { open_for: config.open_for(), trials: Trials::default() }),
+            name: name.to_owned(),
+            metrics: BreakerMetrics::new(name),
+        });
+        let weak: Weak<CircuitBreaker> = Arc::downgrade(&breaker);
+        metrics::refresh_before_gathering(weak);
+        breaker
+    }
+
+    /// The breaker's name.
+    ///
+    /// ```
+    /// # use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db", "docs.rs:1", CircuitBreakerConfig::new());
+    /// assert_eq!(DB.breaker().name(), "doc-db");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The settings in force (those of the first declaration of the name).
+    ///
+    /// ```
+    /// # use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-config", "docs.rs:1", CircuitBreakerConfig::new());
+    /// assert_eq!(DB.breaker().config().half_open_calls(), 10);
+    /// ```
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.config
+    }
+
+    /// The current state. An open breaker whose open period is over still reports [`CircuitState::Open`] until a call
+    /// arrives and moves it to half-open.
+    ///
+    /// ```
+    /// # use adk_runtime::{CircuitState, circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy}};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-state", "docs.rs:1", CircuitBreakerConfig::new());
+    /// assert_eq!(DB.breaker().state(), CircuitState::Closed);
+    /// ```
+    pub fn state(&self) -> CircuitState {
+        state_of(self.state.0.load(Acquire))
+    }
+
+    /// Whether an operator holds the breaker open or closed ([`force_open`](Self::force_open),
+    /// [`force_closed`](Self::force_closed)) until [`reset`](Self::reset).
+    ///
+    /// ```
+    /// # use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-forced", "docs.rs:1", CircuitBreakerConfig::new());
+    /// DB.breaker().force_closed();
+    /// assert!(DB.breaker().is_forced());
+    /// ```
+    pub fn is_forced(&self) -> bool {
+        self.state.0.load(Acquire) & FORCED != 0
+    }
+
+    /// The window (or, when half-open, the trial calls) as it stands.
+    ///
+    /// ```
+    /// # use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-snapshot", "docs.rs:1", CircuitBreakerConfig::new());
+    /// assert_eq!(DB.breaker().snapshot().calls, 0);
+    /// ```
+    pub fn snapshot(&self) -> WindowSnapshot {
+        let control = self.lock();
+        let word = self.state.0.load(Acquire);
+        let tally = if word & STATE_BITS == HALF_OPEN {
+            let trials = &control.trials;
+            Tally { calls: trials.done.into(), failures: trials.failures.into(), slow: trials.slow.into() }
+        } else {
+            drop(control);
+            self.window.judge(self.needs_clock.then(Instant::now))
+        };
+        let rates = Rates::of(tally);
+        WindowSnapshot {
+            state: state_of(word),
+            calls: tally.calls,
+            failures: tally.failures,
+            slow_calls: tally.slow,
+            failure_rate: rates.failure_rate,
+            slow_rate: rates.slow_rate,
+        }
+    }
+
+    /// Holds the breaker open, refusing every call, until [`reset`](Self::reset). Refusals carry the configured
+    /// `open_for` as their `retry_after`.
+    ///
+    /// ```
+    /// # use adk_runtime::{CircuitState, circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy}};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-open", "docs.rs:1", CircuitBreakerConfig::new());
+    /// DB.breaker().force_open();
+    /// assert_eq!(DB.breaker().state(), CircuitState::Open);
+    /// ```
+    pub fn force_open(&self) {
+        let mut control = self.lock();
+        self.transition(&mut control, self.state.0.load(Acquire), OPEN | FORCED, None);
+    }
+
+    /// Holds the breaker closed, admitting every call whatever the failure rate, until [`reset`](Self::reset).
+    ///
+    /// ```
+    /// # use adk_runtime::{CircuitState, circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy}};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-closed", "docs.rs:1", CircuitBreakerConfig::new());
+    /// DB.breaker().force_closed();
+    /// assert_eq!(DB.breaker().state(), CircuitState::Closed);
+    /// ```
+    pub fn force_closed(&self) {
+        let mut control = self.lock();
+        self.window.restart();
+        self.transition(&mut control, self.state.0.load(Acquire), CLOSED | FORCED, None);
+    }
+
+    /// Back to closed with an empty window and the initial `open_for`, releasing a forced state.
+    ///
+    /// ```
+    /// # use adk_runtime::{CircuitState, circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy}};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-reset", "docs.rs:1", CircuitBreakerConfig::new());
+    /// DB.breaker().force_open();
+    /// DB.breaker().reset();
+    /// assert_eq!((DB.breaker().state(), DB.breaker().is_forced()), (CircuitState::Closed, false));
+    /// ```
+    pub fn reset(&self) {
+        let mut control = self.lock();
+        control.open_for = self.config.open_for();
+        self.window.restart();
+        self.transition(&mut control, self.state.0.load(Acquire), CLOSED, None);
+    }
+
+    /// Asks to make one call: a permit to report its outcome with, or [`Error::CircuitOpen`] (the call must not be
+    /// made).
+    ///
+    /// ```
+    /// # use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-acquire", "docs.rs:1", CircuitBreakerConfig::new());
+    /// let permit = DB.breaker().acquire().expect("closed");
+    /// permit.success();
+    /// ```
+    #[inline]
+    pub fn acquire(&self) -> Result<BreakerPermit<'_>, Error> {
+        let word = self.state.0.load(Acquire);
+        if word & STATE_BITS == CLOSED {
+            let started = if self.slow_call.is_some() { Some(Instant::now()) } else { None };
+            return Ok(BreakerPermit { breaker: self, admission: Admission::Closed(word), started });
+        }
+        self.acquire_when_not_closed(word)
+    }
+
+    /// Runs `call` if the breaker admits it, and records its outcome (`record` judges errors); a refusal is answered
+    /// with `refuse(Error::CircuitOpen)` without running `call`. Dropping the returned future before it completes
+    /// records nothing and frees a trial slot it held.
+    ///
+    /// ```
+    /// # use adk_runtime::circuit_breaker::{self, CircuitBreakerConfig, CircuitBreakerPolicy};
+    /// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-run", "docs.rs:1", CircuitBreakerConfig::new());
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let answer: Result<u32, adk_runtime::Error> =
+    ///     DB.breaker().run(async { Ok(42) }, circuit_breaker::by_class, |refusal| Err(refusal)).await;
+    /// assert_eq!(answer, Ok(42));
+    /// # });
+    /// ```
+    #[inline]
+    pub async fn run<T, E>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+        record: impl FnOnce(&E) -> Record,
+        refuse: impl FnOnce(Error) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let permit = match self.acquire() {
+            Ok(permit) => permit,
+            Err(refusal) => return refuse(refusal),
+        };
+        let result = call.await;
+        permit.record(&result, record);
+        result
+    }
+
+    #[cold]
+    fn acquire_when_not_closed(&self, mut word: u64) -> Result<BreakerPermit<'_>, Error> {
+        loop {
+            match word & STATE_BITS {
+                CLOSED => {
+                    let started = self.slow_call.map(|_| Instant::now());
+                    return Ok(BreakerPermit { breaker: self, admission: Admission::Closed(word), started });
+                }
+                OPEN if word & FORCED != 0 => return Err(self.refuse(self.config.open_for())),
+                OPEN => {
+                    let now = Instant::now();
+                    let until = instant_at(self.base, self.open_until.load(Acquire));
+                    if now < until {
+                        return Err(self.refuse(until - now));
+                    }
+                    let mut control = self.lock();
+                    if self.state.0.load(Acquire) == word {
+                        self.transition(&mut control, word, HALF_OPEN, None);
+                    }
+                }
+                _ => {
+                    let generation = u64::from(generation_of(word) as u32);
+                    let slots = self.trial_slots.load(Acquire);
+                    if slots >> 32 == generation && (slots as u32) < self.config.half_open_calls() {
+                        if self.trial_slots.compare_exchange_weak(slots, slots + 1, AcqRel, Acquire).is_ok() {
+                            let started = self.slow_call.map(|_| Instant::now());
+                            return Ok(BreakerPermit { breaker: self, admission: Admission::Trial(word), started });
+                        }
+                    } else if slots >> 32 == generation {
+                        return Err(self.refuse(Duration::ZERO));
+                    }
+                }
+            }
+            word = self.state.0.load(Acquire);
+        }
+    }
+
+    #[cold]
+    fn refuse(&self, retry_after: Duration) -> Error {
+        self.metrics.rejected.inc();
+        Error::circuit_open(self.name.clone(), retry_after)
+    }
+
+    #[inline]
+    fn closed_outcome(&self, admitted: u64, started: Option<Instant>, outcome: Outcome) {
+        let now = if self.needs_clock { Some(Instant::now()) } else { None };
+        let slow = self.is_slow(started, now);
+        match outcome {
+            Outcome::Success if !slow => {
+                if self.window.record_success(now) {
+                    self.judge(now);
+                }
+            }
+            Outcome::Ignored => self.metrics.ignored.inc(),
+            _ => self.closed_event(admitted, outcome == Outcome::Failure, slow, now),
+        }
+    }
+
+    #[cold]
+    fn closed_event(&self, admitted: u64, failure: bool, slow: bool, now: Option<Instant>) {
+        self.metrics.count(failure, slow);
+        let word = self.state.0.load(Acquire);
+        if word != admitted {
+            return; // the window the call was admitted into is gone
+        }
+        let tally = self.window.record_event(failure, slow, now);
+        self.trip_if_over(word, tally);
+    }
+
+    #[cold]
+    fn judge(&self, now: Option<Instant>) {
+        let word = self.state.0.load(Acquire);
+        if word & (STATE_BITS | FORCED) != CLOSED {
+            return;
+        }
+        let tally = self.window.judge(now);
+        self.trip_if_over(word, tally);
+    }
+
+    fn trip_if_over(&self, word: u64, tally: Tally) {
+        if word & FORCED != 0 || tally.calls < self.min_calls {
+            return;
+        }
+        let rates = Rates::of(tally);
+        if self.over_threshold(rates) {
+            let mut control = self.lock();
+            if self.state.0.load(Acquire) == word {
+                self.transition(&mut control, word, OPEN, Some(rates));
+            }
+        }
+    }
+
+    fn over_threshold(&self, rates: Rates) -> bool {
+        rates.failure_rate >= self.config.failure_rate()
+            || (self.slow_call.is_some() && rates.slow_rate >= self.config.slow_rate())
+    }
+
+    #[cold]
+    fn trial_outcome(&self, admitted: u64, started: Option<Instant>, outcome: Outcome) {
+        if outcome == Outcome::Ignored {
+            self.metrics.ignored.inc();
+            return self.release_trial(admitted);
+        }
+        let succeeded = outcome == Outcome::Success;
+        let slow = self.is_slow(started, self.slow_call.map(|_| Instant::now()));
+        if succeeded && !slow {
+            self.window.count_success_outside();
+        } else {
+            self.metrics.count(!succeeded, slow);
+        }
+        let mut control = self.lock();
+        if self.state.0.load(Acquire) != admitted {
+            return;
+        }
+        let trials = &mut control.trials;
+        trials.done += 1;
+        trials.failures += u32::from(!succeeded);
+        trials.slow += u32::from(slow);
+        if trials.done < self.config.half_open_calls() {
+            return;
+        }
+        let tally = Tally { calls: trials.done.into(), failures: trials.failures.into(), slow: trials.slow.into() };
+        let rates = Rates::of(tally);
+        if self.over_threshold(rates) {
+            control.open_for = self.config.next_open_for(control.open_for);
+            self.transition(&mut control, admitted, OPEN, Some(rates));
+        } else {
+            control.open_for = self.config.open_for();
+            self.window.restart();
+            self.transition(&mut control, admitted, CLOSED, Some(rates));
+        }
+    }
+
+    /// Gives back the trial slot of a call that will not report an outcome.
+    fn release_trial(&self, admitted: u64) {
+        let generation = u64::from(generation_of(admitted) as u32);
+        let mut slots = self.trial_slots.load(Acquire);
+        while slots >> 32 == generation && slots as u32 > 0 {
+            match self.trial_slots.compare_exchange_weak(slots, slots - 1, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(actual) => slots = actual,
+            }
+        }
+    }
+
+    fn is_slow(&self, started: Option<Instant>, now: Option<Instant>) -> bool {
+        match (self.slow_call, started, now) {
+            (Some(limit), Some(started), Some(now)) => now.saturating_duration_since(started) > limit,
+            _ => false,
+        }
+    }
+
+    /// Moves from the state word `from` to `to` (a state, maybe forced); `cause` is the verdict that moved it, `None`
+    /// for an operator's or a call's doing. Call with the lock held.
+    fn transition(&self, control: &mut Control, from: u64, to: u64, cause: Option<Rates>) {
+        let generation = generation_of(from) + 1;
+        match to {
+            OPEN => {
+                let until = nanos_since(self.base, Instant::now()).saturating_add(nanos(control.open_for));
+                self.open_until.store(until, Release);
+            }
+            HALF_OPEN => {
+                self.trial_slots.store(u64::from(generation as u32) << 32, Release);
+                control.trials = Trials::default();
+            }
+            _ => {}
+        }
+        self.state.0.store(generation << GENERATION_SHIFT | to, Release);
+
+        let (from_state, to_state) = (state_of(from), state_of(to));
+        self.metrics.state.set(to_state.gauge());
+        if from_state != to_state {
+            self.metrics.transitions[from_state.index()][to_state.index()].inc();
+        }
+        let (failure_rate, slow_rate, calls) =
+            cause.map_or((None, None, None), |r| (Some(r.failure_rate), Some(r.slow_rate), Some(r.calls)));
+        let (breaker, from, forced) = (&self.name, from_state.as_str(), to & FORCED != 0);
+        match to_state {
+            CircuitState::Open => tracing::warn!(
+                breaker, from, to = "open", failure_rate, slow_rate, calls, forced, open_for = ?control.open_for,
+                "circuit breaker opened"
+            ),
+            CircuitState::HalfOpen => tracing::info!(breaker, from, to = "half_open", "circuit breaker half-open"),
+            CircuitState::Closed => tracing::info!(
+                breaker,
+                from,
+                to = "closed",
+                failure_rate,
+                slow_rate,
+                calls,
+                forced,
+                "circuit breaker closed"
+            ),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Refresh for CircuitBreaker {
+    fn refresh(&self) {
+        let successes = self.window.successes();
+        let reported = self.metrics.success.get();
+        if successes > reported {
+            self.metrics.success.inc_by(successes - reported);
+        }
+    }
+}
+
+/// Leave to make one call through a breaker. Report its outcome with [`success`](Self::success),
+/// [`failure`](Self::failure), [`ignore`](Self::ignore) or [`record`](Self::record); dropping it unreported (the call
+/// was cancelled) records nothing and frees its trial slot.
+///
+/// ```
+/// # use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+/// static DB: CircuitBreakerPolicy = CircuitBreakerPolicy::new("doc-db-permit", "docs.rs:1", CircuitBreakerConfig::new());
+/// match DB.acquire() {
+///     Ok(permit) => permit.failure(),
+///     Err(refusal) => panic!("{refusal}"),
+/// }
+/// assert_eq!(DB.breaker().snapshot().failures, 1);
+/// ```
+#[must_use = "a permit records nothing unless its outcome is reported"]
+pub struct BreakerPermit<'a> {
+    breaker: &'a CircuitBreaker,
+    admission: Admission,
+    started: Option<Instant>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    Failure,
+    Ignored,
+}
+
+#[derive(Clone, Copy)]
+enum Admission {
+    /// Admitted by the closed breaker whose state word this is.
+    Closed(u64),
+    /// A trial call of the half-open breaker whose state word this is.
+    Trial(u64),
+    Reported,
+}
+
+impl BreakerPermit<'_> {
+    /// The call succeeded.
+    #[inline]
+    pub fn success(self) {
+        self.report(Outcome::Success);
+    }
+
+    /// The call failed in a way that counts against the dependency.
+    pub fn failure(self) {
+        self.report(Outcome::Failure);
+    }
+
+    /// The call failed in a way that says nothing about the dependency (e.g. refused by a rate limiter): not
+    /// recorded.
+    pub fn ignore(self) {
+        self.report(Outcome::Ignored);
+    }
+
+    /// Reports `result`, judging an error with `judge` (e.g. [`by_class`](super::by_class)).
+    #[inline]
+    pub fn record<T, E>(self, result: &Result<T, E>, judge: impl FnOnce(&E) -> Record) {
+        match result {
+            Ok(_) => self.success(),
+            Err(error) => match judge(error) {
+                Record::Failure => self.failure(),
+                Record::Ignore => self.ignore(),
+            },
+        }
+    }
+
+    #[inline]
+    fn report(mut self, outcome: Outcome) {
+        match std::mem::replace(&mut self.admission, Admission::Reported) {
+            Admission::Closed(word) => self.breaker.closed_outcome(word, self.started, outcome),
+            Admission::Trial(word) => self.breaker.trial_outcome(word, self.started, outcome),
+            Admission::Reported => {}
+        }
+    }
+}
+
+impl Drop for BreakerPermit<'_> {
+    fn drop(&mut self) {
+        if let Admission::Trial(word) = self.admission {
+            self.breaker.release_trial(word);
+        }
+    }
+}
+
+impl fmt::Debug for BreakerPermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let trial = matches!(self.admission, Admission::Trial(_));
+        f.debug_struct("BreakerPermit").field("breaker", &self.breaker.name).field("trial", &trial).finish()
+    }
+}
+
+/// The breaker's metric handles, resolved once.
+struct BreakerMetrics {
+    state: IntGauge,
+    /// `[from][to]`, indexed by [`CircuitState::index`].
+    transitions: [[IntCounter; 3]; 3],
+    /// Brought up to date from the window's stripes when metrics are gathered.
+    success: IntCounter,
+    failure: IntCounter,
+    slow_success: IntCounter,
+    slow_failure: IntCounter,
+    ignored: IntCounter,
+    rejected: IntCounter,
+}
+
+impl BreakerMetrics {
+    fn new(name: &str) -> Self {
+        let families = metrics::families();
+        let calls = |outcome: &str| families.circuit_breaker_calls_total.with_label_values(&[name, outcome]);
+        let states = [CircuitState::Closed, CircuitState::Open, CircuitState::HalfOpen];
+        let transitions = states.map(|from| {
+            states.map(|to| {
+                families.circuit_breaker_transitions_total.with_label_values(&[name, from.as_str(), to.as_str()])
+            })
+        });
+        let state = families.circuit_breaker_state.with_label_values(&[name]);
+        state.set(CircuitState::Closed.gauge());
+        BreakerMetrics {
+            state,
+            transitions,
+            success: calls("success"),
+            failure: calls("failure"),
+            slow_success: calls("slow_success"),
+            slow_failure: calls("slow_failure"),
+            ignored: calls("ignored"),
+            rejected: calls("rejected"),
+        }
+    }
+
+    fn count(&self, failure: bool, slow: bool) {
+        match (failure, slow) {
+            (true, false) => self.failure.inc(),
+            (true, true) => self.slow_failure.inc(),
+            (false, true) => self.slow_success.inc(),
+            (false, false) => {} // fast successes are counted by the window's stripes
+        }
+    }
+}
+
+fn state_of(word: u64) -> CircuitState {
+    match word & STATE_BITS {
+        CLOSED => CircuitState::Closed,
+        OPEN => CircuitState::Open,
+        _ => CircuitState::HalfOpen,
+    }
+}
+
+fn generation_of(word: u64) -> u64 {
+    word >> GENERATION_SHIFT
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
