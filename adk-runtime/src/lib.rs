@@ -5,6 +5,7 @@
 pub mod error;
 pub mod fallback;
 pub mod metrics;
+pub mod rate_limit;
 pub mod registry;
 pub mod retry;
 pub mod timeout;

@@ -5,14 +5,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
+use crate::rate_limit::RateLimiter;
+
 /// Every named policy instance of the process. Reach it with [`registry()`].
 ///
 /// ```
 /// assert!(adk_runtime::registry().conflicts().is_empty());
 /// ```
-#[derive(Default)]
 pub struct Registry {
     conflicts: RwLock<Vec<Conflict>>,
+    pub(crate) rate_limiters: Named<RateLimiter>,
 }
 
 impl fmt::Debug for Registry {
@@ -23,17 +25,43 @@ impl fmt::Debug for Registry {
 
 /// The process-wide registry.
 pub fn registry() -> &'static Registry {
-    static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
     &REGISTRY
 }
 
 impl Registry {
+    fn new() -> Self {
+        Registry { conflicts: RwLock::default(), rate_limiters: Named::new("rate_limiter") }
+    }
+
+    /// The rate limiter called `name` (a `name = "..."` of `#[rate_limited]`, or the path of a function limited
+    /// without one), once a function using it has run.
+    ///
+    /// ```
+    /// use adk_runtime::rate_limit::{Quota, RateLimitPolicy};
+    ///
+    /// static LIMIT: RateLimitPolicy = RateLimitPolicy::new("doc::f", "src/lib.rs:1", Quota::per_minute(60)).with_name("doc-registry");
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let _: Result<(), adk_runtime::Error> = LIMIT.run(async { Ok(()) }, Err).await;
+    /// let limiter = adk_runtime::registry().rate_limiter("doc-registry").unwrap();
+    /// assert_eq!(limiter.snapshot().remaining, 59);
+    /// assert!(adk_runtime::registry().rate_limiter("missing").is_none());
+    /// # });
+    /// ```
+    pub fn rate_limiter(&self, name: &str) -> Option<Arc<RateLimiter>> {
+        self.rate_limiters.get(name)
+    }
+
+    /// The names of all rate limiters in use, sorted.
+    pub fn rate_limiter_names(&self) -> Vec<String> {
+        self.rate_limiters.names()
+    }
+
     /// Declarations of one name with different settings, in the order they were found.
     pub fn conflicts(&self) -> Vec<Conflict> {
         self.conflicts.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    #[allow(dead_code)]
     pub(crate) fn report_conflict(&self, conflict: Conflict) {
         tracing::error!(
             kind = conflict.kind,
@@ -76,13 +104,11 @@ pub struct Conflict {
 
 /// Instances of one kind by name. Looked up when a function first runs (its handle is then kept in a `static`), and by
 /// operators; never on a per-call path.
-#[allow(dead_code)] // used by the named policies
 pub(crate) struct Named<T: ?Sized> {
     kind: &'static str,
     entries: RwLock<HashMap<String, (Declaration, Arc<T>)>>,
 }
 
-#[allow(dead_code)]
 impl<T: ?Sized> Named<T> {
     pub(crate) fn new(kind: &'static str) -> Self {
         Named { kind, entries: RwLock::new(HashMap::new()) }
