@@ -35,6 +35,18 @@ pub enum Error {
         /// Time until the limiter is back to full capacity.
         reset: Duration,
     },
+    /// A rate limiter can never admit this call: it costs more units than the limiter holds at once. Permanent, not
+    /// retried: waiting does not help; raise the limiter's burst or split the call.
+    #[error("rate limit `{name}` can never admit a call costing {cost} units: it holds at most {limit}")]
+    #[non_exhaustive]
+    CostAboveLimit {
+        /// The limiter's name.
+        name: String,
+        /// What the call would have spent.
+        cost: u64,
+        /// The most the limiter holds at once (its burst, or its units per window).
+        limit: u64,
+    },
     /// A circuit breaker is open: the dependency is not called until `retry_after` has passed.
     #[error("circuit breaker `{name}` is open; next trial in {retry_after:?}")]
     #[non_exhaustive]
@@ -79,6 +91,19 @@ impl Error {
     /// ```
     pub fn rate_limited(name: impl Into<String>, retry_after: Duration, limit: u64, remaining: u64) -> Self {
         Error::RateLimited { name: name.into(), retry_after, limit, remaining, reset: retry_after }
+    }
+
+    /// A [`Error::CostAboveLimit`] refusal.
+    ///
+    /// ```
+    /// use adk_runtime::{Classify, ErrorClass};
+    ///
+    /// let e = adk_runtime::Error::cost_above_limit("openai-tokens", 120_000, 90_000);
+    /// assert_eq!(e.class(), ErrorClass::Permanent);
+    /// assert_eq!(e.retry_after(), None);
+    /// ```
+    pub fn cost_above_limit(name: impl Into<String>, cost: u64, limit: u64) -> Self {
+        Error::CostAboveLimit { name: name.into(), cost, limit }
     }
 
     /// A [`Error::CircuitOpen`] refusal.
@@ -155,20 +180,27 @@ pub trait Classify {
     }
 }
 
-/// Refusals are transient (waiting helps), and carry their `retry_after` where they know it.
+/// Refusals are transient (waiting helps), and carry their `retry_after` where they know it; a cost above a
+/// limiter's limit is permanent (no wait helps).
 impl Classify for Error {
     fn adk_error(&self) -> Option<&Error> {
         Some(self)
     }
 
     fn class(&self) -> ErrorClass {
-        ErrorClass::Transient
+        match self {
+            Error::CostAboveLimit { .. } => ErrorClass::Permanent,
+            Error::RateLimited { .. }
+            | Error::CircuitOpen { .. }
+            | Error::Timeout { .. }
+            | Error::BulkheadFull { .. } => ErrorClass::Transient,
+        }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } | Error::CircuitOpen { retry_after, .. } => Some(*retry_after),
-            Error::Timeout { .. } | Error::BulkheadFull { .. } => None,
+            Error::CostAboveLimit { .. } | Error::Timeout { .. } | Error::BulkheadFull { .. } => None,
         }
     }
 }

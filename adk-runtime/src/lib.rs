@@ -8,6 +8,7 @@ pub mod circuit_breaker;
 pub mod error;
 pub mod fallback;
 pub mod metrics;
+pub mod rate_limit;
 pub mod registry;
 pub mod retry;
 pub mod timeout;

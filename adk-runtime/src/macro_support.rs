@@ -1,6 +1,6 @@
 //! What generated code reaches through `::adk::__private`. Not a public API: names here may change in any release.
 
-pub use crate::{bulkhead, cache, circuit_breaker, fallback, retry, timeout};
+pub use crate::{bulkhead, cache, circuit_breaker, fallback, rate_limit, retry, timeout};
 pub use core::time::Duration;
 
 use crate::error::{Classify, Error};

@@ -23,8 +23,11 @@ pub struct Families {
     pub call_duration_seconds: HistogramVec,
     /// `adk_calls_in_flight{function}`
     pub calls_in_flight: IntGaugeVec,
-    /// `adk_rate_limit_decisions_total{limiter,decision}`
+    /// `adk_rate_limit_decisions_total{limiter,decision}`, `decision` one of `admitted`, `delayed`, `refused`.
+    /// Limiters count in per-thread stripes and fold them in here when the metrics are gathered.
     pub rate_limit_decisions_total: IntCounterVec,
+    /// `adk_rate_limit_keys{limiter}`: keys whose state a limiter holds, read when the metrics are gathered.
+    pub rate_limit_keys: IntGaugeVec,
     /// `adk_circuit_breaker_state{breaker}`: 0 closed, 1 open, 2 half-open.
     pub circuit_breaker_state: IntGaugeVec,
     /// `adk_circuit_breaker_transitions_total{breaker,from,to}`
@@ -147,6 +150,7 @@ impl Families {
                 "Rate limiter decisions.",
                 &["limiter", "decision"],
             ),
+            rate_limit_keys: gauge("adk_rate_limit_keys", "Keys whose state a rate limiter holds.", &["limiter"]),
             circuit_breaker_state: gauge(
                 "adk_circuit_breaker_state",
                 "Breaker state: 0 closed, 1 open, 2 half-open.",
@@ -192,7 +196,13 @@ impl Families {
             Box::new(self.calls_total.clone()),
             Box::new(self.call_duration_seconds.clone()),
             Box::new(self.calls_in_flight.clone()),
-            Box::new(self.rate_limit_decisions_total.clone()),
+            Box::new(RefreshedBeforeGather {
+                collectors: vec![
+                    Box::new(self.rate_limit_decisions_total.clone()),
+                    Box::new(self.rate_limit_keys.clone()),
+                ],
+                refresh: crate::rate_limit::refresh_metrics,
+            }),
             Box::new(self.circuit_breaker_state.clone()),
             Box::new(self.circuit_breaker_transitions_total.clone()),
             Box::new(Refreshed(self.circuit_breaker_calls_total.clone())),
@@ -205,6 +215,24 @@ impl Families {
             Box::new(self.timeouts_total.clone()),
             Box::new(self.fallbacks_total.clone()),
         ]
+    }
+}
+
+/// Families whose values are brought up to date from their sources just before they are gathered, for values that
+/// are too hot to publish on every change or cheaper to read than to track.
+struct RefreshedBeforeGather {
+    collectors: Vec<Box<dyn Collector>>,
+    refresh: fn(),
+}
+
+impl Collector for RefreshedBeforeGather {
+    fn desc(&self) -> Vec<&Desc> {
+        self.collectors.iter().flat_map(|collector| collector.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        (self.refresh)();
+        self.collectors.iter().flat_map(|collector| collector.collect()).collect()
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use crate::cache::{CacheHandle, NamedCache};
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
+use crate::rate_limit::RateLimiter;
 
 /// Every named policy instance of the process. Reach it with [`registry()`].
 ///
@@ -19,6 +20,7 @@ pub struct Registry {
     pub(crate) caches: Named<NamedCache>,
     pub(crate) circuit_breakers: Named<CircuitBreaker>,
     pub(crate) bulkheads: Named<Bulkhead>,
+    pub(crate) rate_limiters: Named<RateLimiter>,
 }
 
 impl fmt::Debug for Registry {
@@ -40,6 +42,7 @@ impl Registry {
             caches: Named::new("cache"),
             circuit_breakers: Named::new("circuit_breaker"),
             bulkheads: Named::new("bulkhead"),
+            rate_limiters: Named::new("rate_limiter"),
         }
     }
 
@@ -121,6 +124,29 @@ impl Registry {
     /// ```
     pub fn bulkheads(&self) -> Vec<Arc<Bulkhead>> {
         self.bulkheads.all()
+    }
+
+    /// The rate limiter called `name` (a `name = "..."` of `#[rate_limited]`, or the path of a function limited
+    /// without one), once a function using it has run.
+    ///
+    /// ```
+    /// use adk_runtime::rate_limit::{Quota, RateLimitPolicy};
+    ///
+    /// static LIMIT: RateLimitPolicy = RateLimitPolicy::new("doc::f", "src/lib.rs:1", Quota::per_minute(60)).with_name("doc-registry");
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let _: Result<(), adk_runtime::Error> = LIMIT.run(async { Ok(()) }, Err).await;
+    /// let limiter = adk_runtime::registry().rate_limiter("doc-registry").unwrap();
+    /// assert_eq!(limiter.snapshot().remaining, 59);
+    /// assert!(adk_runtime::registry().rate_limiter("missing").is_none());
+    /// # });
+    /// ```
+    pub fn rate_limiter(&self, name: &str) -> Option<Arc<RateLimiter>> {
+        self.rate_limiters.get(name)
+    }
+
+    /// The names of all rate limiters in use, sorted.
+    pub fn rate_limiter_names(&self) -> Vec<String> {
+        self.rate_limiters.names()
     }
 
     /// Declarations of one name with different settings, in the order they were found.

@@ -1,0 +1,288 @@
+//! `#[rate_limited]`: admit, refuse or delay calls by rate, per key, shared by name, with costs.
+//!
+//! A function's [`RateLimitPolicy`] is a `static` built at compile time. On its first call it resolves its
+//! [`RateLimiter`] from the registry by name (the function's path when unnamed), so functions naming one limiter
+//! share its state; after that a call reads the clock, hashes its key and compare-and-swaps one cell.
+//!
+//! # Behaviour
+//! - **Rate and burst.** A [`Quota`] is a [`Rate`] (`count` per `period`), a burst (default: one period's worth,
+//!   `count`) and a [`Strategy`] (default [`Strategy::Gcra`]; see each variant for its exact semantics).
+//! - **Keys.** Calls with a key spend that key's own state; calls without one share the limiter's single state. A key's
+//!   state is created by its first admitted call and dropped by the limiter once it has refilled, so memory follows
+//!   the keys active within the last refill period (about 16 bytes each), however many keys pass through.
+//! - **Cost.** A call spends `cost` units (default 1), e.g. the tokens a request may use. A cost above the limiter's
+//!   [`limit`](Quota::limit) can never be admitted and is refused at once with [`Error::CostAboveLimit`], which is
+//!   [`Permanent`](crate::ErrorClass::Permanent). A cost of 0 is always admitted and spends nothing.
+//! - **On limit.** [`OnLimit::Reject`] (default) answers [`Error::RateLimited`] with the exact `retry_after`;
+//!   [`OnLimit::Wait`] sleeps until admitted, up to `max_wait` (default [`RateLimitPolicy::DEFAULT_MAX_WAIT`]), and
+//!   refuses at once when admission is further away than that.
+//! - **Waiting and cancellation.** GCRA, token and leaky buckets reserve the waiting call's turn when it is granted
+//!   (first come, first served, exact); a waiting call that is dropped gives its units back, so the limiter is never
+//!   charged for a call that did not happen. Window strategies reserve nothing: a waiting call sleeps until its
+//!   `retry_after` and asks again, so dropping it leaves nothing behind.
+//! - **Metrics.** `adk_rate_limit_decisions_total{limiter, decision}` with `decision` one of `admitted`, `delayed`
+//!   (admitted after waiting), `refused`; `adk_rate_limit_keys{limiter}`. Keys are never labels.
+
+mod algorithm;
+mod limiter;
+mod rate;
+mod store;
+mod telemetry;
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::registry::{Declaration, registry};
+use algorithm::{Start, Verdict};
+use limiter::Target;
+use telemetry::Decision;
+
+pub use limiter::{Denied, RateLimiter, Snapshot};
+pub use rate::{Quota, Rate, Strategy};
+
+pub(crate) use telemetry::refresh as refresh_metrics;
+
+/// What a call does when the limiter has no room for it now.
+///
+/// ```
+/// use std::time::Duration;
+/// use adk_runtime::rate_limit::OnLimit;
+///
+/// assert_eq!(OnLimit::default(), OnLimit::Reject);
+/// let patient = OnLimit::Wait { max_wait: Duration::from_secs(2) };
+/// # let _ = patient;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLimit {
+    /// Refuse with [`Error::RateLimited`] (a leaky bucket still queues a call its bucket has room for).
+    #[default]
+    Reject,
+    /// Sleep until admitted, refusing at once when that is more than `max_wait` away.
+    Wait {
+        /// The longest a call waits.
+        max_wait: Duration,
+    },
+}
+
+/// A function's rate limit, built at compile time in a `static`.
+///
+/// ```
+/// use std::time::Duration;
+/// use adk_runtime::rate_limit::{OnLimit, Quota, RateLimitPolicy};
+///
+/// static LIMIT: RateLimitPolicy = RateLimitPolicy::new("doc::complete", "src/lib.rs:10", Quota::per_second(2))
+///     .with_name("doc-provider");
+///
+/// async fn complete(user: &str) -> Result<String, adk_runtime::Error> {
+///     LIMIT.run_with(Some(user), 1u32, async { Ok(format!("hello {user}")) }, Err).await
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// assert!(complete("alice").await.is_ok());
+/// assert!(complete("alice").await.is_ok());
+/// let refusal = complete("alice").await.unwrap_err();
+/// assert!(matches!(refusal, adk_runtime::Error::RateLimited { retry_after, .. } if retry_after == Duration::from_millis(500)));
+/// assert!(complete("bob").await.is_ok());
+/// let shared = adk_runtime::registry().rate_limiter("doc-provider").unwrap();
+/// assert_eq!(shared.snapshot_key("alice").remaining, 0);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct RateLimitPolicy {
+    function: &'static str,
+    call_site: &'static str,
+    name: Option<&'static str>,
+    quota: Quota,
+    on_limit: OnLimit,
+    limiter: OnceLock<Arc<RateLimiter>>,
+}
+
+impl RateLimitPolicy {
+    /// How long `on_limit = "wait"` waits when `max_wait` is not given.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30);
+
+    /// The rate limit of `function` (its path, used as the limiter's name unless [`with_name`](Self::with_name) is
+    /// given), declared at `call_site` (`file:line`), enforcing `quota`; refusing when over.
+    pub const fn new(function: &'static str, call_site: &'static str, quota: Quota) -> Self {
+        RateLimitPolicy { function, call_site, name: None, quota, on_limit: OnLimit::Reject, limiter: OnceLock::new() }
+    }
+
+    /// Shares the limiter called `name` with every function naming it. The quota must agree; a differing one is
+    /// reported in [`Registry::conflicts`](crate::Registry::conflicts) and the first declaration's is used.
+    pub const fn with_name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// What a call does when the limiter is out of room. This is the function's own choice, not the shared
+    /// limiter's.
+    pub const fn with_on_limit(mut self, on_limit: OnLimit) -> Self {
+        self.on_limit = on_limit;
+        self
+    }
+
+    /// The limiter's name: the shared name, else the function's path.
+    pub fn name(&self) -> &'static str {
+        match self.name {
+            Some(name) => name,
+            None => self.function,
+        }
+    }
+
+    /// The limiter, resolved from the registry on first use.
+    #[inline]
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        self.limiter.get_or_init(|| {
+            let name = self.name();
+            let declaration = Declaration { call_site: self.call_site, settings: self.quota.to_string() };
+            registry().rate_limiters.declare(name, declaration, || RateLimiter::new(name, self.quota))
+        })
+    }
+
+    /// Runs `call` once admitted with cost 1 and no key; a refusal is answered with `refuse(error)`.
+    #[inline]
+    pub fn run<'p, R, F, G>(&'p self, call: F, refuse: G) -> impl Future<Output = R> + use<'p, R, F, G>
+    where
+        F: Future<Output = R>,
+        G: FnOnce(Error) -> R,
+    {
+        self.run_with(None::<&()>, 1u64, call, refuse)
+    }
+
+    /// Runs `call` once admitted, spending `cost` units of `key`'s state (of the shared state when `key` is `None`);
+    /// a refusal is answered with `refuse(error)`, where `error` is [`Error::RateLimited`] or
+    /// [`Error::CostAboveLimit`]. The key is hashed at once and not held. Dropping the returned future while it waits
+    /// gives back whatever it reserved.
+    #[inline]
+    pub fn run_with<'p, K, C, F, R, G>(
+        &'p self,
+        key: Option<&K>,
+        cost: C,
+        call: F,
+        refuse: G,
+    ) -> impl Future<Output = R> + use<'p, K, C, F, R, G>
+    where
+        K: Hash + ?Sized,
+        C: Cost,
+        F: Future<Output = R>,
+        G: FnOnce(Error) -> R,
+    {
+        let limiter = self.limiter();
+        let target = limiter.target(key);
+        let cost = cost.units();
+        let max_wait = match self.on_limit {
+            OnLimit::Reject => None,
+            OnLimit::Wait { max_wait } => Some(max_wait),
+        };
+        let windows = self.quota.strategy().uses_windows();
+        async move {
+            let deadline = max_wait.map(|max_wait| Instant::now() + max_wait);
+            let mut waited = false;
+            loop {
+                let patience = deadline.map_or(0, |deadline| nanos(deadline.saturating_duration_since(Instant::now())));
+                match limiter.decide(target, cost, Start::Within(patience)) {
+                    Verdict::Admit { wait: 0 } => {
+                        limiter.telemetry().record(if waited { Decision::Delayed } else { Decision::Admitted });
+                        return call.await;
+                    }
+                    Verdict::Admit { wait } => {
+                        let reservation = Reservation { limiter, target, cost };
+                        tokio::time::sleep(Duration::from_nanos(wait)).await;
+                        reservation.keep();
+                        limiter.telemetry().record(Decision::Delayed);
+                        return call.await;
+                    }
+                    Verdict::Limited { retry_after, .. }
+                        if windows
+                            && deadline.is_some_and(|deadline| {
+                                Instant::now() + Duration::from_nanos(retry_after) <= deadline
+                            }) =>
+                    {
+                        tokio::time::sleep(Duration::from_nanos(retry_after)).await;
+                        waited = true;
+                    }
+                    verdict => {
+                        limiter.telemetry().record(Decision::Refused);
+                        let denied = limiter.denied(verdict, cost);
+                        tracing::trace!(limiter = limiter.name(), ?denied, "rate limited");
+                        return refuse(denied.into_error(limiter.name()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A turn charged ahead for a call still waiting; given back if the wait is abandoned.
+struct Reservation<'l> {
+    limiter: &'l RateLimiter,
+    target: Target,
+    cost: u64,
+}
+
+impl Reservation<'_> {
+    /// The call starts: its units stay spent.
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.limiter.refund(self.target, self.cost);
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A call's cost in units: any integer. Negative costs count as 0; costs beyond `u64` as `u64::MAX`.
+///
+/// ```
+/// use adk_runtime::rate_limit::Cost;
+/// assert_eq!(4096u32.units(), 4096);
+/// assert_eq!((-3i64).units(), 0);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a rate limit cost",
+    label = "not a whole number of units",
+    note = "a cost counts units such as tokens or cents: give an integer (e.g. `cost = req.max_tokens`)"
+)]
+pub trait Cost {
+    /// The cost in units.
+    fn units(self) -> u64;
+}
+
+macro_rules! unsigned_cost {
+    ($($t:ty),*) => {$(
+        impl Cost for $t {
+            #[inline]
+            fn units(self) -> u64 {
+                u64::try_from(self).unwrap_or(u64::MAX)
+            }
+        }
+    )*};
+}
+
+macro_rules! signed_cost {
+    ($($t:ty),*) => {$(
+        impl Cost for $t {
+            #[inline]
+            fn units(self) -> u64 {
+                if self < 0 { 0 } else { u64::try_from(self).unwrap_or(u64::MAX) }
+            }
+        }
+    )*};
+}
+
+unsigned_cost!(u8, u16, u32, u64, u128, usize);
+signed_cost!(i8, i16, i32, i64, i128, isize);
+
+#[cfg(test)]
+mod tests;

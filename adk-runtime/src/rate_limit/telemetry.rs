@@ -1,0 +1,124 @@
+//! A limiter's metrics. Decisions are counted in per-thread stripes and folded into
+//! `adk_rate_limit_decisions_total` when the metrics are gathered: one shared counter bumped by every call would be
+//! the only cache line two threads on a keyed limiter both write. `adk_rate_limit_keys` is read from the limiters at
+//! the same moment.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use prometheus::{IntCounter, IntGauge};
+
+use super::RateLimiter;
+use crate::metrics::families;
+
+const STRIPES: usize = 8;
+
+/// What happened to one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Admitted at once.
+    Admitted = 0,
+    /// Admitted after waiting its turn.
+    Delayed = 1,
+    /// Refused.
+    Refused = 2,
+}
+
+impl Decision {
+    const ALL: [Decision; 3] = [Decision::Admitted, Decision::Delayed, Decision::Refused];
+
+    /// The `decision` label.
+    const fn label(self) -> &'static str {
+        match self {
+            Decision::Admitted => "admitted",
+            Decision::Delayed => "delayed",
+            Decision::Refused => "refused",
+        }
+    }
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe {
+    counts: [AtomicU64; 3],
+}
+
+pub(crate) struct Telemetry {
+    stripes: [Stripe; STRIPES],
+    decisions: [IntCounter; 3],
+    keys: IntGauge,
+}
+
+impl Telemetry {
+    /// Resolves the limiter's labelled series once.
+    pub(crate) fn new(limiter: &str) -> Self {
+        let families = families();
+        Telemetry {
+            stripes: Default::default(),
+            decisions: Decision::ALL
+                .map(|decision| families.rate_limit_decisions_total.with_label_values(&[limiter, decision.label()])),
+            keys: families.rate_limit_keys.with_label_values(&[limiter]),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record(&self, decision: Decision) {
+        self.stripes[stripe()].counts[decision as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Moves the striped counts into the Prometheus counters.
+    pub(crate) fn flush(&self) {
+        for stripe in &self.stripes {
+            for (count, counter) in stripe.counts.iter().zip(&self.decisions) {
+                let n = count.swap(0, Relaxed);
+                if n > 0 {
+                    counter.inc_by(n);
+                }
+            }
+        }
+    }
+}
+
+/// This thread's stripe: threads take stripes in turn, so up to `STRIPES` threads never share one.
+#[inline]
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|stripe| {
+        let mut index = stripe.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Relaxed) % STRIPES;
+            stripe.set(index);
+        }
+        index
+    })
+}
+
+/// Every live limiter, for [`refresh`].
+static LIMITERS: Mutex<Vec<Weak<RateLimiter>>> = Mutex::new(Vec::new());
+
+pub(crate) fn track(limiter: &Arc<RateLimiter>) {
+    LIMITERS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(limiter));
+}
+
+/// Brings the rate limit families up to date; runs just before they are gathered.
+pub(crate) fn refresh() {
+    let mut limiters = LIMITERS.lock().unwrap_or_else(PoisonError::into_inner);
+    limiters.retain(|limiter| limiter.strong_count() > 0);
+    let live: Vec<Arc<RateLimiter>> = limiters.iter().filter_map(Weak::upgrade).collect();
+    drop(limiters);
+    // Limiters sharing a name (built apart from the registry) share one series.
+    let mut keys: HashMap<&str, (IntGauge, usize)> = HashMap::new();
+    for limiter in &live {
+        limiter.telemetry().flush();
+        let entry = keys.entry(limiter.name()).or_insert_with(|| (limiter.telemetry().keys.clone(), 0));
+        entry.1 += limiter.keys();
+    }
+    for (gauge, count) in keys.into_values() {
+        gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
