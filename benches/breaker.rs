@@ -17,7 +17,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
 use tower::{Service, ServiceExt as _};
 
-static BREAKER: CircuitBreakerPolicy = CircuitBreakerPolicy::new("bench", "benches/breaker.rs", CircuitBreakerConfig::new());
+static BREAKER: CircuitBreakerPolicy =
+    CircuitBreakerPolicy::new("bench", "benches/breaker.rs", CircuitBreakerConfig::new());
 static TIMED_BREAKER: CircuitBreakerPolicy = CircuitBreakerPolicy::new(
     "bench-timed",
     "benches/breaker.rs",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use adk::cache::{CachePolicy, OkValues, Outputs};
+use adk::runtime::cache::{CachePolicy, OkValues, Outputs};
 use cached::macros::cached;
 use criterion::{Criterion, criterion_group, criterion_main};
 

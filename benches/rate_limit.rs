@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use adk::rate_limit::{Quota, RateLimiter};
+use adk::runtime::rate_limit::{Quota, RateLimiter};
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use governor::clock::MonotonicClock;
 

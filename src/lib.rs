@@ -43,9 +43,9 @@
 //! [`Error`] value; the annotated function's error type implements `From<adk::Error>`, and [`Classify`] says which
 //! errors are worth retrying.
 
-pub use adk_macros::{fallback, retry, timeout};
+pub use adk_macros::{bulkhead, cached, circuit_breaker, fallback, rate_limited, retry, timeout};
 pub use adk_runtime::metrics;
-pub use adk_runtime::{Classify, Error, ErrorClass, Registry, registry};
+pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, Registry, registry};
 
 /// The runtime policies, for use without the attributes (builders, registries, metrics).
 pub use adk_runtime as runtime;

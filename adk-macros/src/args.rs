@@ -13,7 +13,7 @@ pub enum Arg {
     /// `key = value`
     KeyValue { key: Ident, value: Expr },
     /// `key(a, b = c, ...)`
-    #[allow(dead_code)] // the items are read by attributes with list parameters
+    #[allow(dead_code)] // read by #[observed]'s list parameters
     List { key: Ident, items: Vec<Arg> },
     /// A lone path, flag or literal: `jitter`, `cheaper_model`, `"2s"`.
     Bare(Expr),
@@ -24,6 +24,12 @@ impl Parse for Arg {
         if input.peek(Ident::peek_any) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
             let key = input.call(Ident::parse_any)?;
             input.parse::<Token![=]>()?;
+            // `field = %expr` / `field = ?expr`, as tracing's field syntax has them; kept verbatim for the span.
+            if input.peek(Token![%]) || input.peek(Token![?]) {
+                let sigil: proc_macro2::TokenTree = input.parse()?;
+                let expr: Expr = input.parse()?;
+                return Ok(Arg::KeyValue { key, value: Expr::Verbatim(quote::quote!(#sigil #expr)) });
+            }
             return Ok(Arg::KeyValue { key, value: input.parse()? });
         }
         if input.peek(Ident) && input.peek2(syn::token::Paren) {
@@ -167,6 +173,15 @@ pub fn lit_str(expr: &Expr, what: &str) -> syn::Result<String> {
     }
 }
 
+/// A `name = "..."` shared by every function naming it: a non-empty string.
+pub fn instance_name(expr: &Expr) -> syn::Result<String> {
+    let name = lit_str(expr, "`name`")?;
+    if name.trim().is_empty() {
+        return Err(syn::Error::new_spanned(expr, "`name` cannot be empty: it is how functions share one instance"));
+    }
+    Ok(name)
+}
+
 /// A non-negative integer literal (underscores allowed).
 pub fn lit_u64(expr: &Expr, what: &str) -> syn::Result<u64> {
     match expr {
@@ -305,4 +320,12 @@ mod tests {
         assert_eq!(closest("jiter", &valid), Some("jitter"));
         assert_eq!(closest("frobnicate", &valid), None);
     }
+}
+
+/// A user expression as one operand, keeping its precedence without parentheses (which would trip `unused_parens`
+/// in the user's crate): an invisible group, as `macro_rules!` gives an `$e:expr`.
+pub fn operand(expr: &Expr) -> proc_macro2::Group {
+    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::None, quote::ToTokens::to_token_stream(expr));
+    group.set_span(syn::spanned::Spanned::span(expr));
+    group
 }

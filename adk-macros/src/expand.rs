@@ -10,7 +10,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::ItemFn;
 
 use crate::args::Errors;
-use crate::attrs::{Kind, Layer, Needs};
+use crate::attrs::{self, Kind, Layer, Needs};
 use crate::sig::{Borrow, FnInfo};
 use crate::{order, stack};
 
@@ -20,11 +20,15 @@ pub struct Cx<'a> {
     pub krate: syn::Path,
     /// `"module::path::function"`, as a `&'static str` expression.
     pub function: TokenStream,
+    /// `"file.rs:line"` of the function, as a `&'static str` expression (reported when named instances conflict).
+    pub call_site: TokenStream,
     pub info: &'a FnInfo,
     /// `__adk_refuse`: `fn(adk::Error) -> Output`.
     pub refuse: syn::Ident,
     /// `__adk_classify`: `fn(&E) -> Verdict` by `Classify`.
     pub classify: syn::Ident,
+    /// `__adk_record`: `fn(&E) -> Record` by `Classify`.
+    pub record: syn::Ident,
 }
 
 impl Cx<'_> {
@@ -70,7 +74,7 @@ impl Cx<'_> {
     }
 }
 
-fn escape_braces(text: &str) -> String {
+pub fn escape_braces(text: &str) -> String {
     text.replace('{', "{{").replace('}', "}}")
 }
 
@@ -97,7 +101,7 @@ pub fn expand(first: Kind, args: TokenStream, item: TokenStream) -> TokenStream 
     }
     let info = FnInfo::analyse(&mut func);
     let krate = stack.krate;
-    let layers: Vec<Layer> = stack.entries.into_iter().filter_map(|entry| Layer::parse(entry, &mut errors)).collect();
+    let layers: Vec<Layer> = stack.entries.into_iter().filter_map(|entry| attrs::parse(entry, &mut errors)).collect();
     let warnings = order::check(&layers, &mut errors);
     for layer in &layers {
         layer.check(&info, &mut errors);
@@ -113,15 +117,17 @@ pub fn expand(first: Kind, args: TokenStream, item: TokenStream) -> TokenStream 
             let name = info.name.to_string();
             quote!(::core::concat!(::core::module_path!(), "::", #name))
         },
+        call_site: {
+            let span = info.name.span();
+            quote_spanned!(span=> ::core::concat!(::core::file!(), ":", ::core::line!()))
+        },
         krate,
         info: &info,
         refuse: syn::Ident::new("__adk_refuse", Span::mixed_site()),
         classify: syn::Ident::new("__adk_classify", Span::mixed_site()),
+        record: syn::Ident::new("__adk_record", Span::mixed_site()),
     };
-    let needs = layers.iter().fold(Needs::default(), |acc, layer| {
-        let n = layer.needs();
-        Needs { refuse: acc.refuse || n.refuse, classify: acc.classify || n.classify }
-    });
+    let needs = layers.iter().fold(Needs::default(), |acc, layer| acc.union(layer.needs()));
 
     let block = &func.block;
     let rebind = info.rebind_patterns();
@@ -154,6 +160,12 @@ pub fn expand(first: Kind, args: TokenStream, item: TokenStream) -> TokenStream 
             let classify = &cx.classify;
             prelude.extend(quote_spanned!(span=>
                 let #classify: fn(&_) -> #k::__private::retry::Verdict = #k::__private::classify::<#output>;
+            ));
+        }
+        if needs.record {
+            let record = &cx.record;
+            prelude.extend(quote_spanned!(span=>
+                let #record: fn(&_) -> #k::__private::circuit_breaker::Record = #k::__private::breaker_record::<#output>;
             ));
         }
     }

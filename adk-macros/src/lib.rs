@@ -156,3 +156,185 @@ pub fn timeout(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Fallback, args.into(), item.into()).into()
 }
+
+/// Memoises the function: answers from a cache keyed by its arguments, running the body once for all concurrent
+/// callers missing on one key (single flight).
+///
+/// ```
+/// # #[derive(Debug, Clone, thiserror::Error)]
+/// # #[error("weather service down")]
+/// # struct WeatherError;
+/// #[adk::cached(ttl = "5m", max_entries = 1_000, name = "forecasts")]
+/// async fn forecast(city: &str, days: u8) -> Result<String, WeatherError> {
+///     Ok(format!("{days} days of sun in {city}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// assert_eq!(forecast("Paris", 3).await.unwrap(), "3 days of sun in Paris"); // runs the body
+/// assert_eq!(forecast("Paris", 3).await.unwrap(), "3 days of sun in Paris"); // a hit
+/// let cache = adk::registry().cache("forecasts").unwrap();
+/// assert_eq!(cache.len(), 1);
+/// assert!(cache.invalidate(&("Paris".to_owned(), 3u8)));
+/// # }
+/// ```
+///
+/// | parameter | meaning | default |
+/// |---|---|---|
+/// | `ttl = "5m"` (or `ttl = 300`, seconds) | an entry is served for at most this long after it was stored | no expiry |
+/// | `tti = "1m"` (or seconds) | an entry not read for this long is dropped | none |
+/// | `max_entries = 10_000` | bound on the entries held (frequently read entries are kept over one-off ones) | 10,000 |
+/// | `key = expr` | the key, computed from the arguments, e.g. `key = (req.model.clone(), req.prompt.clone())` | all arguments |
+/// | `name = "weather"` | share one cache among functions and reach it with `adk::registry().cache(name)` | the function's path |
+///
+/// - The default key is every argument but `self`, owned: `&str` becomes `String`, `&T` becomes `T::Owned`, owned
+///   arguments are cloned; each must be `Hash + Eq + Clone + Send + Sync + 'static`, or a compile error names it and
+///   suggests `key = ...`. The registry's `invalidate(&key)` takes that same tuple, e.g. `&(city.to_owned(), days)`.
+/// - A function returning `Result` (a type named `Result` or `...Result`) caches only `Ok` values: errors pass
+///   through and the next caller runs the body again. Any other output is cached whole. The cached value must be
+///   `Clone` (wrap it in an `Arc` otherwise).
+/// - Single flight: if the running call fails, each waiter runs its own call; if it is cancelled, a waiter takes over.
+///   Nobody is left waiting.
+/// - Expiry follows tokio's clock (paused-time tests step through it) and a background sweeper returns memory without
+///   any call. Works on `async fn` and plain `fn` (sync callers have no single flight).
+/// - Place it above `#[retry]` (inside it is a compile error) and below `#[fallback]` (above it, fallback answers would
+///   be cached: a warning). Metrics: `adk_cache_requests_total{cache,result}`, `adk_cache_entries{cache}`,
+///   `adk_cache_evictions_total{cache}`.
+#[proc_macro_attribute]
+pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Kind::Cached, args.into(), item.into()).into()
+}
+
+/// Stops calling a failing dependency: after enough failures the breaker opens and calls are refused with
+/// `adk::Error::CircuitOpen { name, retry_after, .. }` without running the body, until a few trial calls show the
+/// dependency is back.
+///
+/// ```
+/// # #[derive(Debug, thiserror::Error)]
+/// # enum DbError {
+/// #     #[error("connection reset")] Reset,
+/// #     #[error(transparent)] Adk(#[from] adk::Error),
+/// # }
+/// # impl adk::Classify for DbError {
+/// #     fn adk_error(&self) -> Option<&adk::Error> { match self { DbError::Adk(e) => Some(e), _ => None } }
+/// # }
+/// #[adk::circuit_breaker(name = "db", failure_rate = 0.5, min_calls = 4, window = 20, open_for = "30s")]
+/// async fn query(sql: &str) -> Result<u32, DbError> {
+///     Err(DbError::Reset)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// for _ in 0..4 {
+///     assert!(matches!(query("select 1").await, Err(DbError::Reset)));
+/// }
+/// // Four failures out of four calls: the breaker is open and the body no longer runs.
+/// assert!(matches!(query("select 1").await, Err(DbError::Adk(adk::Error::CircuitOpen { .. }))));
+/// let db = adk::registry().circuit_breaker("db").unwrap();
+/// assert_eq!(db.state(), adk::CircuitState::Open);
+/// db.reset();
+/// # }
+/// ```
+///
+/// | parameter | meaning | default |
+/// |---|---|---|
+/// | `name = "openai"` | one breaker per dependency: functions naming it share it | the function's path |
+/// | `failure_rate = 0.5` | opens when this share of the window failed (`>=`), in (0, 1] | 0.5 |
+/// | `min_calls = 10` | no verdict before the window holds this many calls | 10 |
+/// | `window = 100` / `window = "60s"` | the last N calls, or the calls of the last duration | 100 calls |
+/// | `slow_call = "5s"`, `slow_rate = 0.8` | calls longer than `slow_call` are slow; opens when the slow share reaches `slow_rate` | off; `slow_rate` 1.0 |
+/// | `open_for = "30s"` | how long it stays open before trial calls | 60s |
+/// | `max_open_for = "5m"` | re-opening doubles `open_for` up to this | no growth |
+/// | `half_open_calls = 10` | trial calls admitted at once when half open; it decides after exactly that many | 10 |
+/// | `record = path` | `fn(&E) -> bool`: which errors count as failures (replaces the default) | see below |
+///
+/// By default (through [`adk::Classify`]): a `Timeout` counts; adk refusals (`RateLimited`, `BulkheadFull`, another
+/// breaker's `CircuitOpen`) do not, since the dependency was not at fault; other transient and critical errors count
+/// and permanent ones do not. Every transition is a `tracing` event with the breaker's name, from, to and the rate
+/// that caused it. Operators steer a breaker through `adk::registry().circuit_breaker(name)`: `state()`,
+/// `force_open()`, `force_closed()`, `reset()`, `snapshot()`. Two functions declaring one name with different settings
+/// are reported (both call sites) in `adk::registry().conflicts()`; the first declaration is used.
+///
+/// Placed below `#[retry]` it sees every attempt; above it, one outcome per logical call. Both are valid.
+/// Metrics: `adk_circuit_breaker_state{breaker}`, `adk_circuit_breaker_transitions_total{breaker,from,to}`,
+/// `adk_circuit_breaker_calls_total{breaker,outcome}`.
+#[proc_macro_attribute]
+pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Kind::CircuitBreaker, args.into(), item.into()).into()
+}
+
+/// Bounds how many calls run at once; a call finding no free slot waits up to `max_wait` (default: not at all) and is
+/// then refused with `adk::Error::BulkheadFull`.
+///
+/// ```
+/// # #[derive(Debug, thiserror::Error)]
+/// # enum DbError {
+/// #     #[error("connection reset")] Reset,
+/// #     #[error(transparent)] Adk(#[from] adk::Error),
+/// # }
+/// # impl adk::Classify for DbError {
+/// #     fn adk_error(&self) -> Option<&adk::Error> { match self { DbError::Adk(e) => Some(e), _ => None } }
+/// # }
+/// #[adk::bulkhead(max_concurrent = 8, max_wait = "500ms", name = "db-pool")]
+/// async fn query(sql: &str) -> Result<usize, DbError> {
+///     Ok(sql.len())
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() { assert_eq!(query("select 1").await.unwrap(), 8); }
+/// ```
+///
+/// `max_concurrent` is required (at least 1). Functions naming the same bulkhead share its slots. A cancelled call
+/// (its future dropped, also while waiting) gives its slot back. Place it below `#[retry]`: above it, a call would hold
+/// its slot through the backoff waits (a warning). Metrics: `adk_bulkhead_in_use{bulkhead}`,
+/// `adk_bulkhead_rejections_total{bulkhead}`.
+#[proc_macro_attribute]
+pub fn bulkhead(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Kind::Bulkhead, args.into(), item.into()).into()
+}
+
+/// Admits, refuses or delays each call against a quota, globally, per key, or shared by name among functions.
+///
+/// ```
+/// # #[derive(Debug, thiserror::Error)]
+/// # enum AgentError { #[error(transparent)] Adk(#[from] adk::Error) }
+/// # pub struct User { id: u64 }
+/// #[adk::rate_limited(name = "provider", rpm = 3500)]            // one limiter for every fn naming it
+/// #[adk::rate_limited(rpm = 2, burst = 2, key = user.id)]         // and a quota per user
+/// async fn complete(user: &User, prompt: &str) -> Result<String, AgentError> {
+///     Ok(prompt.to_owned())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let ada = User { id: 1 };
+/// assert!(complete(&ada, "a").await.is_ok());
+/// assert!(complete(&ada, "b").await.is_ok());
+/// match complete(&ada, "c").await {
+///     Err(AgentError::Adk(adk::Error::RateLimited { retry_after, .. })) => {
+///         assert_eq!(retry_after, std::time::Duration::from_secs(30)) // exact: one cell every 30 s
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(complete(&User { id: 2 }, "d").await.is_ok()); // another user, another quota
+/// # }
+/// ```
+///
+/// | parameter | meaning | default |
+/// |---|---|---|
+/// | `rps`, `rpm`, `rph`, `rpd = N` or `rate = "N/unit"` | the rate (exactly one; `rate = "90000/min"`, `"5/30s"`) | required |
+/// | `burst = N` | calls admitted at once from a full bucket | one period's worth (`rpm = 60` -> 60) |
+/// | `key = expr` | separate quota per value (any `Hash` expression of the arguments, e.g. `user.id`) | one quota |
+/// | `name = "openai"` | share one limiter among functions; `adk::registry().rate_limiter(name)` | the function's path |
+/// | `strategy = "gcra" \| "token_bucket" \| "leaky_bucket" \| "fixed_window" \| "sliding_window"` | the algorithm | gcra |
+/// | `cost = expr` | units the call spends (tokens, cents): an integer expression of the arguments | 1 |
+/// | `on_limit = "reject" \| "wait"`, `max_wait = "2s"` | refuse at once, or wait to be admitted up to `max_wait` | reject; 30s |
+///
+/// A refusal is `adk::Error::RateLimited { retry_after, limit, remaining, reset, .. }`, with `retry_after` the exact
+/// time until the call would be admitted; a `cost` larger than the burst can never be admitted and is refused with the
+/// permanent `adk::Error::CostAboveLimit`. Per-key state of idle keys is evicted by the runtime, so memory stays bounded
+/// under millions of keys; the key is never a metric label. Place it below `#[retry]` so each attempt spends a permit,
+/// as provider quotas do. Metric: `adk_rate_limit_decisions_total{limiter,decision}`.
+#[proc_macro_attribute]
+pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(Kind::RateLimited, args.into(), item.into()).into()
+}

@@ -33,6 +33,30 @@ pub fn check(layers: &[Layer], errors: &mut Errors) -> TokenStream {
             "#[adk::retry] is outside #[adk::fallback]: the fallback answers every failure, so the retry never sees one; put #[adk::fallback] above #[adk::retry]",
         );
     }
+    if let (Some(retry), Some(cached)) = (position(Kind::Retry), position(Kind::Cached))
+        && retry < cached
+    {
+        errors.at(
+            layers[cached].span(),
+            "#[adk::cached] is inside #[adk::retry]: every attempt would consult the cache and a hit would still pay for the retry; put #[adk::cached] above #[adk::retry]",
+        );
+    }
+    if let (Some(cached), Some(fallback)) = (position(Kind::Cached), position(Kind::Fallback))
+        && cached < fallback
+    {
+        warnings.extend(warning(
+            layers[cached].span(),
+            "#[adk::cached] is above #[adk::fallback], so fallback answers are cached as if the function had answered; put #[adk::fallback] above #[adk::cached]",
+        ));
+    }
+    if let (Some(bulkhead), Some(retry)) = (position(Kind::Bulkhead), position(Kind::Retry))
+        && bulkhead < retry
+    {
+        warnings.extend(warning(
+            layers[bulkhead].span(),
+            "#[adk::bulkhead] is above #[adk::retry], so a call holds its slot through every backoff wait; put #[adk::bulkhead] below #[adk::retry]",
+        ));
+    }
     let timeouts: Vec<usize> =
         layers.iter().enumerate().filter(|(_, l)| l.kind() == Kind::Timeout).map(|(i, _)| i).collect();
     for pair in timeouts.windows(2) {

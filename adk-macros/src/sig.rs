@@ -136,6 +136,14 @@ impl FnInfo {
             .collect()
     }
 
+    /// Whether the output is named `Result` (or `...Result`, as aliases like `io::Result` are).
+    pub fn output_is_named_result(&self) -> bool {
+        match &self.output {
+            Some(Type::Path(p)) => p.path.segments.last().is_some_and(|s| s.ident.to_string().ends_with("Result")),
+            _ => false,
+        }
+    }
+
     /// Whether the output is syntactically something other than a `Result` (a tuple, a reference, `()`...).
     /// Paths (including aliases such as `io::Result<T>`) are left to the type checker.
     pub fn output_cannot_be_result(&self) -> Option<String> {

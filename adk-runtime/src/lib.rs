@@ -2,8 +2,8 @@
 //!
 //! Users normally depend on the `adk` facade, which re-exports this crate and the attribute macros.
 
-pub mod cache;
 pub mod bulkhead;
+pub mod cache;
 pub mod circuit_breaker;
 pub mod error;
 pub mod fallback;

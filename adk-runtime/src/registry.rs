@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use crate::cache::{CacheHandle, NamedCache};
 use crate::bulkhead::Bulkhead;
+use crate::cache::{CacheHandle, NamedCache};
 use crate::circuit_breaker::CircuitBreaker;
 use crate::rate_limit::RateLimiter;
 

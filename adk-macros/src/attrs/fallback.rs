@@ -8,7 +8,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::args::{self, Arg, Errors, Slot};
-use crate::attrs::{Kind, require_result};
+use crate::attrs::{Attribute, Kind, require_result};
 use crate::expand::Cx;
 use crate::sig::{FnInfo, Receiver};
 
@@ -55,8 +55,18 @@ impl Fallback {
         }
         Fallback { span, alternatives, value: value.take(), on: on.take() }
     }
+}
 
-    pub fn check(&self, info: &FnInfo, errors: &mut Errors) {
+impl Attribute for Fallback {
+    fn kind(&self) -> Kind {
+        Kind::Fallback
+    }
+
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn check(&self, info: &FnInfo, errors: &mut Errors) {
         require_result(Kind::Fallback, info, errors);
         if info.receiver == Receiver::Value && !self.alternatives.is_empty() {
             errors.at(
@@ -66,7 +76,7 @@ impl Fallback {
         }
     }
 
-    pub fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
+    fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
         let function = &cx.function;
         let policy = cx.local("__ADK_FALLBACK");
@@ -112,7 +122,9 @@ impl Fallback {
             }
         }}
     }
+}
 
+impl Fallback {
     /// `alternative(args..)` (or `Self::alternative(self, args..)` on methods), awaited for async functions, spanned
     /// at the alternative's path so signature mismatches point there.
     fn call(&self, cx: &Cx, alternative: &syn::Path) -> TokenStream {

@@ -5,7 +5,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
-use crate::attrs::{Kind, require_async, require_result};
+use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
 use crate::expand::Cx;
 use crate::sig::{FnInfo, Receiver};
 
@@ -160,8 +160,18 @@ impl Retry {
         }
         retry
     }
+}
 
-    pub fn check(&self, info: &FnInfo, errors: &mut Errors) {
+impl Attribute for Retry {
+    fn kind(&self) -> Kind {
+        Kind::Retry
+    }
+
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn check(&self, info: &FnInfo, errors: &mut Errors) {
         require_async(Kind::Retry, "it waits between attempts on tokio's timer", info, errors);
         require_result(Kind::Retry, info, errors);
         if info.receiver == Receiver::Value {
@@ -172,7 +182,11 @@ impl Retry {
         }
     }
 
-    pub fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
+    fn needs(&self) -> Needs {
+        Needs { classify: self.when.is_none(), ..Needs::default() }
+    }
+
+    fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
         let function = &cx.function;
         let mut policy = quote!(#k::__private::retry::RetryPolicy::new(#function));

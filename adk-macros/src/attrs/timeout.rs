@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
-use crate::attrs::{Kind, require_async, require_result};
+use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
 use crate::expand::Cx;
 use crate::sig::FnInfo;
 
@@ -43,8 +43,18 @@ impl Timeout {
         }
         Timeout { span, after: after.get().copied().unwrap_or(1) }
     }
+}
 
-    pub fn check(&self, info: &FnInfo, errors: &mut Errors) {
+impl Attribute for Timeout {
+    fn kind(&self) -> Kind {
+        Kind::Timeout
+    }
+
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn check(&self, info: &FnInfo, errors: &mut Errors) {
         require_async(
             Kind::Timeout,
             "a timeout can only stop a call that yields to tokio's timer, and a blocking fn never does",
@@ -54,7 +64,11 @@ impl Timeout {
         require_result(Kind::Timeout, info, errors);
     }
 
-    pub fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
+    fn needs(&self) -> Needs {
+        Needs { refuse: true, ..Needs::default() }
+    }
+
+    fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
         let function = &cx.function;
         let after = self.after;

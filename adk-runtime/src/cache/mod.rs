@@ -62,7 +62,6 @@ mod sweeper;
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::hash::Hash;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -72,7 +71,8 @@ pub use named::CacheHandle;
 use crate::registry::{Declaration, registry};
 use flight::Outcome;
 pub(crate) use named::NamedCache;
-use store::{CacheKey, CacheValue, Role, Store};
+pub use store::CacheKey;
+use store::{CacheValue, Role, Store};
 
 /// The settings of a named cache.
 ///
@@ -208,7 +208,7 @@ impl CachePolicy {
     #[inline]
     pub async fn get_or_run<K, R, M>(&self, key: K, call: impl Future<Output = R>, mode: M) -> R
     where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
+        K: CacheKey,
         M: Cacheable<R>,
     {
         let _ = mode;
@@ -236,7 +236,7 @@ impl CachePolicy {
     #[inline]
     pub fn get_or_run_sync<K, R, M>(&self, key: K, call: impl FnOnce() -> R, mode: M) -> R
     where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
+        K: CacheKey,
         M: Cacheable<R>,
     {
         let _ = mode;
@@ -266,7 +266,7 @@ impl CachePolicy {
     #[inline]
     pub fn get<K, V>(&self, key: &K) -> Option<V>
     where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
+        K: CacheKey,
         V: Clone + Send + Sync + 'static,
     {
         self.store::<K, V>().get(key)
@@ -275,7 +275,7 @@ impl CachePolicy {
     /// Stores `value` under `key`, replacing any entry.
     pub fn insert<K, V>(&self, key: K, value: V)
     where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
+        K: CacheKey,
         V: Clone + Send + Sync + 'static,
     {
         let store = self.store::<K, V>();

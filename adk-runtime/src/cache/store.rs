@@ -17,8 +17,18 @@ use super::CacheSettings;
 use super::flight::{Flight, Outcome};
 use super::named::CacheMetrics;
 
-/// What the per-call path needs of a key type.
-pub(crate) trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {}
+/// What a cache key must be: `Hash + Eq + Clone + Send + Sync + 'static`.
+///
+/// ```
+/// fn usable<K: adk_runtime::cache::CacheKey>() {}
+/// usable::<(String, u8)>();
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a cache key: it must be `Hash + Eq + Clone + Send + Sync + 'static`",
+    label = "not usable as a cache key",
+    note = "the key is every argument, owned, unless `key = ...` chooses it"
+)]
+pub trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {}
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> CacheKey for K {}
 
 /// What the per-call path needs of a value type.

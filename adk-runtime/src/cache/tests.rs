@@ -356,7 +356,7 @@ async fn one_name_shared_by_functions_shares_entries_and_reports_other_settings(
 #[tokio::test(start_paused = true)]
 async fn a_generic_function_gets_one_store_per_type() {
     static POLICY: CachePolicy = CachePolicy::new("cache::tests::generic", "tests.rs:1");
-    async fn describe<T: std::fmt::Debug + Hash + Eq + Clone + Send + Sync + 'static>(value: T) -> String {
+    async fn describe<T: std::fmt::Debug + std::hash::Hash + Eq + Clone + Send + Sync + 'static>(value: T) -> String {
         POLICY.get_or_run(value.clone(), async { format!("{value:?}") }, Outputs).await
     }
     assert_eq!(describe(1_u32).await, "1");

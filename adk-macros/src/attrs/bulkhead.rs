@@ -1,0 +1,105 @@
+//! `#[bulkhead(max_concurrent = 8, max_wait = "1s", name = "db")]`: bound the calls in flight.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+
+use crate::args::{self, Arg, BareInteger, Errors, Slot};
+use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
+use crate::expand::Cx;
+use crate::sig::FnInfo;
+
+pub const PARAMS: &[&str] = &["max_concurrent", "max_wait", "name"];
+
+pub struct Bulkhead {
+    pub span: Span,
+    max_concurrent: u64,
+    max_wait: Option<u64>,
+    name: Option<String>,
+}
+
+impl Bulkhead {
+    pub fn parse(args: Vec<Arg>, span: Span, errors: &mut Errors) -> Self {
+        let attr = Kind::Bulkhead.name();
+        let before = errors.len();
+        let mut max_concurrent = Slot::default();
+        let mut max_wait = Slot::default();
+        let mut name = Slot::default();
+        for arg in args {
+            match arg {
+                Arg::KeyValue { key, value } => match key.to_string().as_str() {
+                    "max_concurrent" => {
+                        let n = errors.ok(args::lit_u64(&value, "`max_concurrent`").and_then(|n| match n {
+                            0 => Err(syn::Error::new_spanned(
+                                &value,
+                                "`max_concurrent = 0` would refuse every call; give at least 1",
+                            )),
+                            n if n > u64::from(u32::MAX) => {
+                                Err(syn::Error::new_spanned(&value, "`max_concurrent` is too large"))
+                            }
+                            n => Ok(n),
+                        }));
+                        max_concurrent.set_once(&key, n, attr, errors);
+                    }
+                    "max_wait" => {
+                        let d = errors.ok(args::duration(&value, "`max_wait`", BareInteger::Rejected));
+                        max_wait.set_once(&key, d, attr, errors);
+                    }
+                    "name" => name.set_once(&key, errors.ok(args::instance_name(&value)), attr, errors),
+                    _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
+                },
+                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
+                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS))
+                }
+                Arg::Bare(other) => errors.spanned(
+                    other,
+                    "#[adk::bulkhead] takes `key = value` parameters, like #[adk::bulkhead(max_concurrent = 8)]",
+                ),
+                Arg::List { key, .. } => errors.push(args::unknown_key(&key, attr, PARAMS)),
+            }
+        }
+        if max_concurrent.get().is_none() && errors.len() == before {
+            errors.at(span, "#[adk::bulkhead] needs `max_concurrent`, the number of calls allowed at once: #[adk::bulkhead(max_concurrent = 8)]");
+        }
+        Bulkhead {
+            span,
+            max_concurrent: max_concurrent.take().unwrap_or(1),
+            max_wait: max_wait.take(),
+            name: name.take(),
+        }
+    }
+}
+
+impl Attribute for Bulkhead {
+    fn kind(&self) -> Kind {
+        Kind::Bulkhead
+    }
+
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn check(&self, info: &FnInfo, errors: &mut Errors) {
+        require_async(Kind::Bulkhead, "a call waits for a slot and holds it across awaits", info, errors);
+        require_result(Kind::Bulkhead, info, errors);
+    }
+
+    fn needs(&self) -> Needs {
+        Needs { refuse: true, ..Needs::default() }
+    }
+
+    fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
+        let k = &cx.krate;
+        let name = match &self.name {
+            Some(name) => name.to_token_stream(),
+            None => cx.function.clone(),
+        };
+        let n = self.max_concurrent as usize;
+        let wait = self.max_wait.map(|nanos| quote!(.with_max_wait(#k::__private::Duration::from_nanos(#nanos))));
+        let (call_site, refuse, policy) = (&cx.call_site, &cx.refuse, cx.local("__ADK_BULKHEAD"));
+        quote! {{
+            static #policy: #k::__private::bulkhead::BulkheadPolicy =
+                #k::__private::bulkhead::BulkheadPolicy::new(#name, #call_site, #n)#wait;
+            #policy.run(async { #inner }, #refuse).await
+        }}
+    }
+}

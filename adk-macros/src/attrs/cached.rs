@@ -1,0 +1,192 @@
+//! `#[cached(ttl = "5m", tti = "1m", max_entries = 10_000, key = expr, name = "...")]`: answer from a cache keyed by
+//! the arguments (or `key`), running the layers inside once for all concurrent callers missing on one key.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+
+use crate::args::{self, Arg, BareInteger, Errors, Slot};
+use crate::attrs::{Attribute, Kind};
+use crate::expand::Cx;
+use crate::sig::{Borrow, FnInfo};
+
+pub const PARAMS: &[&str] = &["ttl", "tti", "max_entries", "key", "name"];
+
+pub struct Cached {
+    pub span: Span,
+    ttl: Option<u64>,
+    tti: Option<u64>,
+    max_entries: Option<u64>,
+    key: Option<syn::Expr>,
+    name: Option<String>,
+}
+
+impl Cached {
+    pub fn parse(args: Vec<Arg>, span: Span, errors: &mut Errors) -> Self {
+        let attr = Kind::Cached.name();
+        let mut ttl = Slot::default();
+        let mut tti = Slot::default();
+        let mut max_entries = Slot::default();
+        let mut key = Slot::default();
+        let mut name = Slot::default();
+        for arg in args {
+            match arg {
+                Arg::KeyValue { key: k, value } => match k.to_string().as_str() {
+                    "ttl" | "tti" => {
+                        let what = format!("`{k}` (an integer means seconds)");
+                        let nanos = errors.ok(args::duration(&value, &what, BareInteger::Seconds).and_then(|n| {
+                            if n == 0 {
+                                Err(syn::Error::new_spanned(&value, format!("`{k}` of zero would never serve a hit")))
+                            } else {
+                                Ok(n)
+                            }
+                        }));
+                        if k == "ttl" {
+                            ttl.set_once(&k, nanos, attr, errors)
+                        } else {
+                            tti.set_once(&k, nanos, attr, errors)
+                        }
+                    }
+                    "max_entries" => {
+                        let n = errors.ok(args::lit_u64(&value, "`max_entries`").and_then(|n| {
+                            if n == 0 {
+                                Err(syn::Error::new_spanned(
+                                    &value,
+                                    "`max_entries = 0` would store nothing; give at least 1",
+                                ))
+                            } else {
+                                Ok(n)
+                            }
+                        }));
+                        max_entries.set_once(&k, n, attr, errors);
+                    }
+                    "key" => key.set_once(&k, Some(value), attr, errors),
+                    "name" => {
+                        let n = errors.ok(args::instance_name(&value));
+                        name.set_once(&k, n, attr, errors);
+                    }
+                    _ => errors.push(args::unknown_key(&k, attr, PARAMS)),
+                },
+                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
+                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS))
+                }
+                Arg::Bare(other) => errors.spanned(
+                    other,
+                    format!(
+                        "#[adk::cached] takes `key = value` parameters, like `ttl = \"5m\"`; valid parameters: {}",
+                        PARAMS.join(", ")
+                    ),
+                ),
+                Arg::List { key: k, .. } => errors.push(args::unknown_key(&k, attr, PARAMS)),
+            }
+        }
+        Cached {
+            span,
+            ttl: ttl.take(),
+            tti: tti.take(),
+            max_entries: max_entries.take(),
+            key: key.take(),
+            name: name.take(),
+        }
+    }
+}
+
+impl Attribute for Cached {
+    fn kind(&self) -> Kind {
+        Kind::Cached
+    }
+
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn check(&self, _info: &FnInfo, _errors: &mut Errors) {}
+
+    fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
+        let k = &cx.krate;
+        let function = &cx.function;
+        let call_site = &cx.call_site;
+        let mut policy = quote!(#k::__private::cache::CachePolicy::new(#function, #call_site));
+        if let Some(name) = &self.name {
+            policy.extend(quote!(.with_name(#name)));
+        }
+        for (method, nanos) in [("with_ttl", self.ttl), ("with_tti", self.tti)] {
+            if let Some(nanos) = nanos {
+                let method = syn::Ident::new(method, Span::call_site());
+                policy.extend(quote!(.#method(#k::__private::Duration::from_nanos(#nanos))));
+            }
+        }
+        if let Some(n) = self.max_entries {
+            policy.extend(quote!(.with_max_entries(#n)));
+        }
+        let key = match &self.key {
+            Some(expr) => args::operand(expr).to_token_stream(),
+            None => self.key_of_arguments(cx),
+        };
+        // A `Result` caches its `Ok` values only; any other output is cached whole.
+        let mode = match cx.info.output_is_named_result() {
+            true => quote_spanned!(cx.info.output_span=> #k::__private::cache::OkValues),
+            false => quote_spanned!(cx.info.output_span=> #k::__private::cache::Outputs),
+        };
+        let policy_static = cx.local("__ADK_CACHE");
+        let lookup = if cx.info.is_async {
+            quote!(#policy_static.get_or_run(#key, async { #inner }, #mode).await)
+        } else {
+            quote!(#policy_static.get_or_run_sync(#key, || #inner, #mode))
+        };
+        quote! {{
+            static #policy_static: #k::__private::cache::CachePolicy = #policy;
+            #lookup
+        }}
+    }
+}
+
+impl Cached {
+    /// `(a.clone(), b.to_owned(), ..)`: every argument but the receiver, owned, each checked to be usable as a key.
+    fn key_of_arguments(&self, cx: &Cx) -> TokenStream {
+        let k = &cx.krate;
+        let parts = cx.info.params.iter().map(|param| {
+            let ident = &param.ident;
+            let shown = crate::expand::escape_braces(&crate::sig::pretty(&param.span_tokens));
+            let message = format!(
+                "argument `{shown}` is part of the cache key, so #[adk::cached] needs `{{Self}}` to be `Hash + Eq + Clone + Send + Sync + 'static`"
+            );
+            let note = "choose the key yourself with `key = ...` (e.g. `key = request.id`)";
+            let span = param.ident.span();
+            let (bound_impl, call) = match param.borrow {
+                Borrow::Owned => (
+                    quote_spanned! {span=>
+                        impl<T: #k::__private::cache::CacheKey> __AdkKey for T {
+                            type Key = T;
+                            #[inline(always)]
+                            fn __adk_key(&self) -> T { ::core::clone::Clone::clone(self) }
+                        }
+                    },
+                    quote_spanned!(span=> __AdkKey::__adk_key(&#ident)),
+                ),
+                Borrow::Shared | Borrow::Unique => (
+                    quote_spanned! {span=>
+                        impl<T> __AdkKey for T
+                        where
+                            T: ?::core::marker::Sized + ::std::borrow::ToOwned,
+                            <T as ::std::borrow::ToOwned>::Owned: #k::__private::cache::CacheKey,
+                        {
+                            type Key = <T as ::std::borrow::ToOwned>::Owned;
+                            #[inline(always)]
+                            fn __adk_key(&self) -> Self::Key { ::std::borrow::ToOwned::to_owned(self) }
+                        }
+                    },
+                    quote_spanned!(span=> __AdkKey::__adk_key(&*#ident)),
+                ),
+            };
+            quote_spanned! {span=>
+                {
+                    #[diagnostic::on_unimplemented(message = #message, label = "not usable as a cache key", note = #note)]
+                    trait __AdkKey { type Key; fn __adk_key(&self) -> Self::Key; }
+                    #bound_impl
+                    #call
+                }
+            }
+        });
+        quote!((#(#parts,)*))
+    }
+}

@@ -1,0 +1,266 @@
+//! `#[rate_limited(rpm = 60, burst = 10, key = user.id, name = "openai", cost = req.max_tokens, ...)]`: admit, refuse
+//! or delay each call against a quota.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+
+use crate::args::{self, Arg, BareInteger, Errors, Slot};
+use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
+use crate::expand::Cx;
+use crate::sig::FnInfo;
+
+pub const PARAMS: &[&str] =
+    &["rps", "rpm", "rph", "rpd", "rate", "burst", "key", "name", "strategy", "cost", "on_limit", "max_wait"];
+const STRATEGIES: &[&str] = &["gcra", "token_bucket", "leaky_bucket", "fixed_window", "sliding_window"];
+const ON_LIMIT: &[&str] = &["reject", "wait"];
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+pub struct RateLimited {
+    pub span: Span,
+    /// (count, period in nanoseconds)
+    rate: (u64, u64),
+    burst: Option<u64>,
+    key: Option<syn::Expr>,
+    name: Option<String>,
+    strategy: Option<String>,
+    cost: Option<syn::Expr>,
+    max_wait: Option<Option<u64>>,
+}
+
+/// `"90000/min"`, `"10/s"`, `"5/30s"` -> (count, period in nanoseconds).
+fn parse_rate(text: &str) -> Result<(u64, u64), String> {
+    let (count, period) = text.split_once('/').ok_or("write it as \"count/period\", like \"100/min\" or \"5/30s\"")?;
+    let count: u64 =
+        count.trim().replace('_', "").parse().map_err(|_| format!("{:?} is not a whole number", count.trim()))?;
+    let period = period.trim();
+    let nanos = match period {
+        "s" | "sec" | "second" => NANOS_PER_SEC,
+        "m" | "min" | "minute" => 60 * NANOS_PER_SEC,
+        "h" | "hour" => 3600 * NANOS_PER_SEC,
+        "d" | "day" => 86_400 * NANOS_PER_SEC,
+        other => args::parse_duration(other).map_err(|e| format!("bad period {other:?}: {e}"))?,
+    };
+    if nanos == 0 {
+        return Err("the period cannot be zero".into());
+    }
+    Ok((count, nanos))
+}
+
+impl RateLimited {
+    pub fn parse(args: Vec<Arg>, span: Span, errors: &mut Errors) -> Self {
+        let attr = Kind::RateLimited.name();
+        let before = errors.len();
+        let mut rate: Slot<(u64, u64)> = Slot::default();
+        let mut rate_key: Option<syn::Ident> = None;
+        let mut burst = Slot::default();
+        let mut key = Slot::default();
+        let mut name = Slot::default();
+        let mut strategy = Slot::default();
+        let mut cost = Slot::default();
+        let mut on_limit = Slot::default();
+        let mut max_wait = Slot::default();
+        for arg in args {
+            let (k, value) = match arg {
+                Arg::KeyValue { key, value } => (key, value),
+                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
+                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS));
+                    continue;
+                }
+                Arg::Bare(other) => {
+                    errors.spanned(
+                        other,
+                        "#[adk::rate_limited] takes `key = value` parameters, like #[adk::rate_limited(rps = 10)]",
+                    );
+                    continue;
+                }
+                Arg::List { key, .. } => {
+                    errors.push(args::unknown_key(&key, attr, PARAMS));
+                    continue;
+                }
+            };
+            let name_of_key = k.to_string();
+            match name_of_key.as_str() {
+                "rps" | "rpm" | "rph" | "rpd" | "rate" => {
+                    let parsed = if name_of_key == "rate" {
+                        errors.ok(args::lit_str(&value, "`rate`").and_then(|text| {
+                            parse_rate(&text)
+                                .map_err(|e| syn::Error::new_spanned(&value, format!("invalid rate {text:?}: {e}")))
+                        }))
+                    } else {
+                        let period = match name_of_key.as_str() {
+                            "rps" => 1,
+                            "rpm" => 60,
+                            "rph" => 3600,
+                            _ => 86_400,
+                        } * NANOS_PER_SEC;
+                        errors.ok(args::lit_u64(&value, &format!("`{k}`"))).map(|count| (count, period))
+                    };
+                    if let Some((0, _)) = parsed {
+                        errors.spanned(
+                            &value,
+                            "a rate of zero would refuse every call; give at least 1 (or remove the attribute)",
+                        );
+                        continue;
+                    }
+                    if let Some(first) = &rate_key {
+                        errors.at(
+                            k.span(),
+                            format!("give one rate: `{first}` is already set, so `{k}` would contradict it"),
+                        );
+                        continue;
+                    }
+                    rate_key = Some(k.clone());
+                    rate.set_once(&k, parsed, attr, errors);
+                }
+                "burst" => {
+                    let b = errors.ok(args::lit_u64(&value, "`burst`").and_then(|b| {
+                        if b == 0 {
+                            Err(syn::Error::new_spanned(
+                                &value,
+                                "`burst` below 1 would refuse every call; give at least 1",
+                            ))
+                        } else {
+                            Ok(b)
+                        }
+                    }));
+                    burst.set_once(&k, b, attr, errors);
+                }
+                "key" => key.set_once(&k, Some(value), attr, errors),
+                "cost" => cost.set_once(&k, Some(value), attr, errors),
+                "name" => name.set_once(&k, errors.ok(args::instance_name(&value)), attr, errors),
+                "strategy" => {
+                    let s = errors.ok(args::lit_str(&value, "`strategy`")
+                        .and_then(|s| args::one_of(&s, STRATEGIES, "strategy", &value)));
+                    strategy.set_once(&k, s, attr, errors);
+                }
+                "on_limit" => {
+                    let s = errors.ok(args::lit_str(&value, "`on_limit`")
+                        .and_then(|s| args::one_of(&s, ON_LIMIT, "on_limit", &value)));
+                    on_limit.set_once(&k, s, attr, errors);
+                }
+                "max_wait" => {
+                    let d = errors.ok(args::duration(&value, "`max_wait`", BareInteger::Rejected));
+                    max_wait.set_once(&k, d, attr, errors);
+                }
+                _ => errors.push(args::unknown_key(&k, attr, PARAMS)),
+            }
+        }
+        if rate.get().is_none() && errors.len() == before {
+            errors.at(span, "#[adk::rate_limited] needs a rate: one of `rps`, `rpm`, `rph`, `rpd` (e.g. `rpm = 60`) or `rate = \"100/min\"`");
+        }
+        let waits = on_limit.get().is_some_and(|s: &String| s == "wait");
+        if let (Some(span), false) = (max_wait.span(), waits) {
+            errors
+                .at(span, "`max_wait` applies to `on_limit = \"wait\"`; without it a limited call is refused at once");
+        }
+        if let (Some(span), Some(s)) = (burst.span(), strategy.get())
+            && (s == "fixed_window" || s == "sliding_window")
+        {
+            errors.at(
+                span,
+                format!("`burst` does not apply to strategy = {s:?}: a window admits the whole rate at once"),
+            );
+        }
+        RateLimited {
+            span,
+            rate: rate.take().unwrap_or((1, NANOS_PER_SEC)),
+            burst: burst.take(),
+            key: key.take(),
+            name: name.take(),
+            strategy: strategy.take(),
+            cost: cost.take(),
+            max_wait: waits.then(|| max_wait.take()),
+        }
+    }
+}
+
+impl Attribute for RateLimited {
+    fn kind(&self) -> Kind {
+        Kind::RateLimited
+    }
+
+    fn span(&self) -> Span {
+        self.span
+    }
+
+    fn check(&self, info: &FnInfo, errors: &mut Errors) {
+        require_async(Kind::RateLimited, "a limited call waits or is refused on tokio's clock", info, errors);
+        require_result(Kind::RateLimited, info, errors);
+    }
+
+    fn needs(&self) -> Needs {
+        Needs { refuse: true, ..Needs::default() }
+    }
+
+    fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
+        let k = &cx.krate;
+        let rl = quote!(#k::__private::rate_limit);
+        let (count, period) = self.rate;
+        let mut quota = quote!(#rl::Quota::new(#rl::Rate::new(#count, #k::__private::Duration::from_nanos(#period))));
+        if let Some(burst) = self.burst {
+            quota.extend(quote!(.with_burst(#burst)));
+        }
+        if let Some(strategy) = &self.strategy {
+            let variant = syn::Ident::new(
+                match strategy.as_str() {
+                    "token_bucket" => "TokenBucket",
+                    "leaky_bucket" => "LeakyBucket",
+                    "fixed_window" => "FixedWindow",
+                    "sliding_window" => "SlidingWindow",
+                    _ => "Gcra",
+                },
+                Span::call_site(),
+            );
+            quota.extend(quote!(.with_strategy(#rl::Strategy::#variant)));
+        }
+        let (function, call_site) = (&cx.function, &cx.call_site);
+        let mut policy = quote!(#rl::RateLimitPolicy::new(#function, #call_site, #quota));
+        if let Some(name) = &self.name {
+            policy.extend(quote!(.with_name(#name)));
+        }
+        if let Some(max_wait) = self.max_wait {
+            let max_wait = match max_wait {
+                Some(nanos) => quote!(#k::__private::Duration::from_nanos(#nanos)),
+                None => quote!(#rl::RateLimitPolicy::DEFAULT_MAX_WAIT),
+            };
+            policy.extend(quote!(.with_on_limit(#rl::OnLimit::Wait { max_wait: #max_wait })));
+        }
+        let (refuse, policy_static) = (&cx.refuse, cx.local("__ADK_RATE_LIMIT"));
+        let call = if self.key.is_none() && self.cost.is_none() {
+            quote!(#policy_static.run(async { #inner }, #refuse))
+        } else {
+            let key = match &self.key {
+                Some(key) => {
+                    let key = args::operand(key);
+                    quote_spanned!(key.span()=> ::core::option::Option::Some(&#key))
+                }
+                None => quote!(::core::option::Option::None::<&()>),
+            };
+            let cost = match &self.cost {
+                Some(cost) => args::operand(cost).to_token_stream(),
+                None => quote!(1u64),
+            };
+            quote!(#policy_static.run_with(#key, #cost, async { #inner }, #refuse))
+        };
+        quote! {{
+            static #policy_static: #rl::RateLimitPolicy = #policy;
+            #call.await
+        }}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_named_and_duration_periods() {
+        assert_eq!(parse_rate("90000/min"), Ok((90_000, 60 * NANOS_PER_SEC)));
+        assert_eq!(parse_rate("10/s"), Ok((10, NANOS_PER_SEC)));
+        assert_eq!(parse_rate("5/30s"), Ok((5, 30 * NANOS_PER_SEC)));
+        assert_eq!(parse_rate("1_000/day"), Ok((1000, 86_400 * NANOS_PER_SEC)));
+        assert!(parse_rate("100").is_err());
+        assert!(parse_rate("ten/s").is_err());
+        assert!(parse_rate("10/fortnight").is_err());
+    }
+}
