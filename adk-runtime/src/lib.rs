@@ -4,9 +4,14 @@
 
 pub mod error;
 pub mod fallback;
+pub mod health;
+mod json;
 pub mod metrics;
+pub mod observed;
 pub mod registry;
 pub mod retry;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod timeout;
 
 #[doc(hidden)]

@@ -1,8 +1,11 @@
 //! What generated code reaches through `::adk::__private`. Not a public API: names here may change in any release.
 
-pub use crate::{fallback, retry, timeout};
+pub use crate::{fallback, observed, retry, timeout};
 pub use core::time::Duration;
 pub use tokio::time::sleep;
+/// Span macros expand in the user's crate through this path, so the span's callsite, target and module are the
+/// user's and the user needs no `tracing` dependency of their own.
+pub use tracing;
 
 use crate::error::{Classify, Error};
 
