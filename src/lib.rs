@@ -43,7 +43,7 @@
 //! [`Error`] value; the annotated function's error type implements `From<adk::Error>`, and [`Classify`] says which
 //! errors are worth retrying.
 
-pub use adk_macros::{bulkhead, cached, circuit_breaker, fallback, rate_limited, retry, timeout};
+pub use adk_macros::{bulkhead, cached, circuit_breaker, fallback, observed, rate_limited, retry, timeout};
 pub use adk_runtime::metrics;
 pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, Registry, registry};
 

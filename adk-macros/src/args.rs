@@ -13,7 +13,6 @@ pub enum Arg {
     /// `key = value`
     KeyValue { key: Ident, value: Expr },
     /// `key(a, b = c, ...)`
-    #[allow(dead_code)] // read by #[observed]'s list parameters
     List { key: Ident, items: Vec<Arg> },
     /// A lone path, flag or literal: `jitter`, `cheaper_model`, `"2s"`.
     Bare(Expr),
@@ -292,6 +291,14 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     u64::try_from(total).map_err(|_| "it is too long".into())
 }
 
+/// A user expression as one operand, keeping its precedence without parentheses (which would trip `unused_parens`
+/// in the user's crate): an invisible group, as `macro_rules!` gives an `$e:expr`.
+pub fn operand(expr: &Expr) -> proc_macro2::Group {
+    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::None, quote::ToTokens::to_token_stream(expr));
+    group.set_span(syn::spanned::Spanned::span(expr));
+    group
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,12 +327,4 @@ mod tests {
         assert_eq!(closest("jiter", &valid), Some("jitter"));
         assert_eq!(closest("frobnicate", &valid), None);
     }
-}
-
-/// A user expression as one operand, keeping its precedence without parentheses (which would trip `unused_parens`
-/// in the user's crate): an invisible group, as `macro_rules!` gives an `$e:expr`.
-pub fn operand(expr: &Expr) -> proc_macro2::Group {
-    let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::None, quote::ToTokens::to_token_stream(expr));
-    group.set_span(syn::spanned::Spanned::span(expr));
-    group
 }

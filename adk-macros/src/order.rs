@@ -57,6 +57,14 @@ pub fn check(layers: &[Layer], errors: &mut Errors) -> TokenStream {
             "#[adk::bulkhead] is above #[adk::retry], so a call holds its slot through every backoff wait; put #[adk::bulkhead] below #[adk::retry]",
         ));
     }
+    if let Some(observed) = position(Kind::Observed)
+        && observed > 0
+    {
+        warnings.extend(warning(
+            layers[observed].span(),
+            "#[adk::observed] is not the outermost attribute, so its span and metrics see each layer's retries or refusals as separate calls; put it first",
+        ));
+    }
     let timeouts: Vec<usize> =
         layers.iter().enumerate().filter(|(_, l)| l.kind() == Kind::Timeout).map(|(i, _)| i).collect();
     for pair in timeouts.windows(2) {

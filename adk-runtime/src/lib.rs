@@ -7,10 +7,15 @@ pub mod cache;
 pub mod circuit_breaker;
 pub mod error;
 pub mod fallback;
+pub mod health;
+mod json;
 pub mod metrics;
+pub mod observed;
 pub mod rate_limit;
 pub mod registry;
 pub mod retry;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod timeout;
 
 #[doc(hidden)]

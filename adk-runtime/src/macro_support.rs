@@ -1,7 +1,10 @@
 //! What generated code reaches through `::adk::__private`. Not a public API: names here may change in any release.
 
-pub use crate::{bulkhead, cache, circuit_breaker, fallback, rate_limit, retry, timeout};
+pub use crate::{bulkhead, cache, circuit_breaker, fallback, observed, rate_limit, retry, timeout};
 pub use core::time::Duration;
+/// Span macros expand in the user's crate through this path, so the span's callsite, target and module are the
+/// user's and the user needs no `tracing` dependency of their own.
+pub use tracing;
 
 use crate::error::{Classify, Error};
 

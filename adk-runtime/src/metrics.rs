@@ -3,7 +3,8 @@
 //! Label values are bounded: function names, instance names and outcomes, never a user key or an argument. Policies
 //! resolve their labelled handles once (when their `static` state is built), so a call touches only atomics.
 
-use std::sync::{LazyLock, Mutex, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -50,6 +51,8 @@ pub struct Families {
     pub timeouts_total: IntCounterVec,
     /// `adk_fallbacks_total{function}`
     pub fallbacks_total: IntCounterVec,
+    /// The call families of functions with constant labels, one set per distinct label set.
+    labelled_calls: LabelledCalls,
     registry: Registry,
     refreshers: Mutex<Vec<Weak<dyn Refresh>>>,
 }
@@ -133,18 +136,13 @@ impl Families {
             IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
         };
         let families = Families {
-            calls_total: counter(
-                "adk_calls_total",
-                "Calls of observed functions by outcome.",
-                &["function", "outcome"],
-            ),
+            calls_total: counter("adk_calls_total", CALLS_TOTAL_HELP, &["function", "outcome"]),
             call_duration_seconds: HistogramVec::new(
-                HistogramOpts::new("adk_call_duration_seconds", "Duration of observed calls.")
-                    .buckets(DURATION_BUCKETS.to_vec()),
+                HistogramOpts::new("adk_call_duration_seconds", CALL_DURATION_HELP).buckets(DURATION_BUCKETS.to_vec()),
                 &["function"],
             )
             .expect("valid metric definition"),
-            calls_in_flight: gauge("adk_calls_in_flight", "Observed calls running now.", &["function"]),
+            calls_in_flight: gauge("adk_calls_in_flight", CALLS_IN_FLIGHT_HELP, &["function"]),
             rate_limit_decisions_total: counter(
                 "adk_rate_limit_decisions_total",
                 "Rate limiter decisions.",
@@ -182,6 +180,7 @@ impl Families {
             ),
             timeouts_total: counter("adk_timeouts_total", "Calls that exceeded their timeout.", &["function"]),
             fallbacks_total: counter("adk_fallbacks_total", "Calls answered by a fallback.", &["function"]),
+            labelled_calls: LabelledCalls::default(),
             registry: Registry::new(),
             refreshers: Mutex::new(Vec::new()),
         };
@@ -214,7 +213,22 @@ impl Families {
             Box::new(self.bulkhead_rejections_total.clone()),
             Box::new(self.timeouts_total.clone()),
             Box::new(self.fallbacks_total.clone()),
+            Box::new(self.labelled_calls.clone()),
         ]
+    }
+
+    /// The call families (`adk_calls_total`, `adk_call_duration_seconds`, `adk_calls_in_flight`) for functions
+    /// declared with the constant labels `labels`: the same family names, with the constant labels added to every
+    /// series. Created on first request and shared by every function with the same label set.
+    pub(crate) fn calls_with_labels(&self, labels: &[(&str, &str)]) -> Result<CallFamilies, InvalidLabel> {
+        if labels.is_empty() {
+            return Ok(CallFamilies {
+                calls_total: self.calls_total.clone(),
+                call_duration_seconds: self.call_duration_seconds.clone(),
+                calls_in_flight: self.calls_in_flight.clone(),
+            });
+        }
+        self.labelled_calls.families(labels)
     }
 }
 
@@ -235,6 +249,108 @@ impl Collector for RefreshedBeforeGather {
         self.collectors.iter().flat_map(|collector| collector.collect()).collect()
     }
 }
+
+/// The three families an observed function records into.
+#[derive(Debug, Clone)]
+pub(crate) struct CallFamilies {
+    pub(crate) calls_total: IntCounterVec,
+    pub(crate) call_duration_seconds: HistogramVec,
+    pub(crate) calls_in_flight: IntGaugeVec,
+}
+
+/// A constant label that cannot be added to the call families.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` cannot be a constant label: {reason}")]
+pub(crate) struct InvalidLabel {
+    pub(crate) name: String,
+    pub(crate) reason: &'static str,
+}
+
+/// Label names the call families use themselves, or that Prometheus reserves.
+const RESERVED_LABELS: &[&str] = &["function", "outcome", "le", "quantile"];
+
+/// The call families with constant labels. Prometheus' registry wants one set of label names per family, so these
+/// families are not registered one by one: this single collector is registered instead and yields them at gather
+/// time, where the registry merges them with the unlabelled series of the same names (the text format allows
+/// series of one family to carry different labels).
+#[derive(Debug, Clone, Default)]
+struct LabelledCalls {
+    by_labels: Arc<Mutex<HashMap<LabelSet, CallFamilies>>>,
+}
+
+/// Constant labels, sorted by name.
+type LabelSet = Vec<(String, String)>;
+
+impl LabelledCalls {
+    fn families(&self, labels: &[(&str, &str)]) -> Result<CallFamilies, InvalidLabel> {
+        let mut key: LabelSet = Vec::with_capacity(labels.len());
+        for &(name, value) in labels {
+            if RESERVED_LABELS.contains(&name) || name.starts_with("__") {
+                return Err(InvalidLabel { name: name.to_owned(), reason: "the name is reserved" });
+            }
+            let valid = name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if name.is_empty() || !valid {
+                return Err(InvalidLabel { name: name.to_owned(), reason: "a label name is [a-zA-Z_][a-zA-Z0-9_]*" });
+            }
+            if key.iter().any(|(seen, _)| seen == name) {
+                return Err(InvalidLabel { name: name.to_owned(), reason: "the name is given twice" });
+            }
+            key.push((name.to_owned(), value.to_owned()));
+        }
+        key.sort();
+        let mut by_labels = self.by_labels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(families) = by_labels.get(&key) {
+            return Ok(families.clone());
+        }
+        let constant: HashMap<String, String> = key.iter().cloned().collect();
+        let families = CallFamilies {
+            calls_total: IntCounterVec::new(
+                Opts::new("adk_calls_total", CALLS_TOTAL_HELP).const_labels(constant.clone()),
+                &["function", "outcome"],
+            )
+            .expect("valid metric definition"),
+            call_duration_seconds: HistogramVec::new(
+                HistogramOpts::new("adk_call_duration_seconds", CALL_DURATION_HELP)
+                    .const_labels(constant.clone())
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                &["function"],
+            )
+            .expect("valid metric definition"),
+            calls_in_flight: IntGaugeVec::new(
+                Opts::new("adk_calls_in_flight", CALLS_IN_FLIGHT_HELP).const_labels(constant),
+                &["function"],
+            )
+            .expect("valid metric definition"),
+        };
+        by_labels.insert(key, families.clone());
+        Ok(families)
+    }
+}
+
+impl Collector for LabelledCalls {
+    /// None: an unchecked collector, so its families may share names with the registered ones.
+    fn desc(&self) -> Vec<&Desc> {
+        Vec::new()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let by_labels = self.by_labels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(by_labels.len() * 3);
+        for families in by_labels.values() {
+            out.extend(families.calls_total.collect());
+            out.extend(families.call_duration_seconds.collect());
+            out.extend(families.calls_in_flight.collect());
+        }
+        out
+    }
+}
+
+const CALLS_TOTAL_HELP: &str = "Calls of observed functions by outcome.";
+const CALL_DURATION_HELP: &str = "Duration of observed calls.";
+const CALLS_IN_FLIGHT_HELP: &str = "Observed calls running now.";
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@ pub mod bulkhead;
 pub mod cached;
 pub mod circuit_breaker;
 pub mod fallback;
+pub mod observed;
 pub mod rate_limited;
 pub mod retry;
 pub mod timeout;
@@ -22,6 +23,7 @@ pub enum Kind {
     Cached,
     CircuitBreaker,
     Fallback,
+    Observed,
     RateLimited,
     Timeout,
     Retry,
@@ -34,6 +36,7 @@ impl Kind {
             "cached" => Kind::Cached,
             "circuit_breaker" => Kind::CircuitBreaker,
             "fallback" => Kind::Fallback,
+            "observed" => Kind::Observed,
             "rate_limited" => Kind::RateLimited,
             "timeout" => Kind::Timeout,
             "retry" => Kind::Retry,
@@ -47,6 +50,7 @@ impl Kind {
             Kind::Cached => "cached",
             Kind::CircuitBreaker => "circuit_breaker",
             Kind::Fallback => "fallback",
+            Kind::Observed => "observed",
             Kind::RateLimited => "rate_limited",
             Kind::Timeout => "timeout",
             Kind::Retry => "retry",
@@ -107,6 +111,7 @@ pub fn parse(entry: Entry, errors: &mut Errors) -> Option<Layer> {
         Kind::Cached => Box::new(cached::Cached::parse(args, span, errors)),
         Kind::CircuitBreaker => Box::new(circuit_breaker::CircuitBreaker::parse(args, span, errors)),
         Kind::Fallback => Box::new(fallback::Fallback::parse(args, span, errors)),
+        Kind::Observed => Box::new(observed::Observed::parse(args, span, errors)),
         Kind::RateLimited => Box::new(rate_limited::RateLimited::parse(args, span, errors)),
         Kind::Retry => Box::new(retry::Retry::parse(args, span, errors)),
         Kind::Timeout => Box::new(timeout::Timeout::parse(args, span, errors)),
