@@ -150,6 +150,7 @@ fn memory() {
     let mb = |bytes: isize| bytes as f64 / (1 << 20) as f64;
     // One call per second per key: a key's state lasts one second.
     let quota = Quota::per_second(1).with_burst(1);
+    let governor_quota = governor::Quota::per_second(NonZeroU32::new(1).unwrap());
 
     let before = ALLOCATED.load(Relaxed);
     let limiter = RateLimiter::new("bench-memory", quota);
@@ -165,7 +166,8 @@ fn memory() {
     }
     let after = ALLOCATED.load(Relaxed) - before;
     println!(
-        "memory/adk: {KEYS} idle keys hold {:.1} MB; {:.3} MB after eviction, by the limiter itself ({} keys left)",
+        "memory/adk/u64 keys: {KEYS} idle keys hold {:.1} MB; {:.3} MB after eviction by the limiter itself ({} keys \
+         left)",
         mb(held),
         mb(after),
         limiter.keys()
@@ -173,7 +175,15 @@ fn memory() {
     drop(limiter);
 
     let before = ALLOCATED.load(Relaxed);
-    let governor = governor::RateLimiter::keyed(governor::Quota::per_second(NonZeroU32::new(1).unwrap()));
+    let limiter = RateLimiter::new("bench-memory-strings", quota);
+    for key in 0..KEYS {
+        limiter.check_key(&format!("user-{key}")).unwrap();
+    }
+    println!("memory/adk/String keys: {KEYS} idle keys hold {:.1} MB", mb(ALLOCATED.load(Relaxed) - before));
+    drop(limiter);
+
+    let before = ALLOCATED.load(Relaxed);
+    let governor = governor::RateLimiter::keyed(governor_quota);
     for key in 0..KEYS {
         governor.check_key(&key).unwrap();
     }
@@ -184,12 +194,20 @@ fn memory() {
     governor.shrink_to_fit();
     let after = ALLOCATED.load(Relaxed) - before;
     println!(
-        "memory/governor: {KEYS} idle keys hold {:.1} MB; {:.1} MB a second later without a user call, {:.3} MB after \
-         retain_recent + shrink_to_fit",
+        "memory/governor/u64 keys: {KEYS} idle keys hold {:.1} MB; {:.1} MB a second later without a user call, \
+         {:.3} MB after retain_recent + shrink_to_fit",
         mb(held),
         mb(untouched),
         mb(after)
     );
+    drop(governor);
+
+    let before = ALLOCATED.load(Relaxed);
+    let governor = governor::RateLimiter::keyed(governor_quota);
+    for key in 0..KEYS {
+        governor.check_key(&format!("user-{key}")).unwrap();
+    }
+    println!("memory/governor/String keys: {KEYS} idle keys hold {:.1} MB", mb(ALLOCATED.load(Relaxed) - before));
 }
 
 criterion_group!(benches, single, keyed_1k, keyed_1m);

@@ -10,6 +10,7 @@ use adk_runtime::rate_limit::{Quota, RateLimiter};
 struct Counting;
 
 static ALLOCATED: AtomicIsize = AtomicIsize::new(0);
+static ALLOCATIONS: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: defers every operation to the system allocator and only counts sizes.
 unsafe impl GlobalAlloc for Counting {
@@ -18,6 +19,7 @@ unsafe impl GlobalAlloc for Counting {
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             ALLOCATED.fetch_add(layout.size() as isize, Relaxed);
+            ALLOCATIONS.fetch_add(1, Relaxed);
         }
         ptr
     }
@@ -33,6 +35,7 @@ unsafe impl GlobalAlloc for Counting {
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             ALLOCATED.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
+            ALLOCATIONS.fetch_add(1, Relaxed);
         }
         new
     }
@@ -54,6 +57,12 @@ fn a_million_idle_keys_fit_in_64_mb_and_the_limiter_gives_them_back() {
         let held = ALLOCATED.load(Relaxed) - before;
         assert_eq!(limiter.keys(), 1_000_001);
         assert!(held < 64 << 20, "a million keys hold {} MB", held >> 20);
+
+        let allocations = ALLOCATIONS.load(Relaxed);
+        for user in (1..=1_000_000u64).step_by(1_000) {
+            limiter.check_key(&user).unwrap();
+        }
+        assert_eq!(ALLOCATIONS.load(Relaxed), allocations, "calls on known keys allocate nothing");
 
         // Every key but one goes quiet; the calls of the one that stays sweep the others out.
         for _ in 0..200 {

@@ -22,6 +22,12 @@
 //!   `retry_after` and asks again, so dropping it leaves nothing behind.
 //! - **Metrics.** `adk_rate_limit_decisions_total{limiter, decision}` with `decision` one of `admitted`, `delayed`
 //!   (admitted after waiting), `refused`; `adk_rate_limit_keys{limiter}`. Keys are never labels.
+//!
+//! # Design
+//! The strategies are pure functions from a key's 64-bit cells, the time and the cost to a verdict and the new cells
+//! (`algorithm.rs`); a store applies them atomically (`store.rs`: a compare-and-swap on one cell, the keyed cells in
+//! sharded tables). A shared backend takes the store's place by running the same transition server-side in one round
+//! trip (a Redis script over the same cell encoding); the clock is read once per decision, from tokio.
 
 mod algorithm;
 mod limiter;

@@ -120,11 +120,12 @@ pub enum Strategy {
     /// `nodelay`. A non-waiting [`check`](super::RateLimiter::check) admits only when the call can go at once.
     LeakyBucket,
     /// At most `count` units in each window of one `period`, windows aligned to the limiter's creation. Simple and
-    /// cheap, but allows up to `2 x count` around a window boundary. `burst` does not apply.
+    /// cheap, but allows up to `2 x count` around a window boundary. `burst` does not apply, and at most
+    /// 4,294,967,295 units fit in one window.
     FixedWindow,
     /// As [`Strategy::FixedWindow`], but a call also counts the previous window's units, weighted by how much of the
-    /// previous window still overlaps the last `period`; this smooths the boundary burst. `burst` does not apply, and
-    /// at most 4,294,967,295 units fit in one window.
+    /// previous window still overlaps the last `period` (rounded down); this smooths the boundary burst. `burst` does
+    /// not apply, and at most 4,294,967,295 units fit in one window.
     SlidingWindow,
 }
 

@@ -51,6 +51,14 @@ async fn a_refusal_carries_the_exact_wait_and_a_call_after_it_is_admitted() {
     assert!(call(policy).await.is_ok());
 }
 
+#[test]
+fn the_call_future_is_send_whatever_the_key_since_the_key_is_hashed_at_once() {
+    fn assert_send<T: Send>(_: T) {}
+    let policy = policy("tests::send", Quota::per_second(1));
+    let key: std::rc::Rc<str> = "alice".into();
+    assert_send(policy.run_with(Some(&key), 1u8, async { Ok::<(), Error>(()) }, Err));
+}
+
 #[tokio::test(start_paused = true)]
 async fn each_key_has_its_own_budget_and_a_call_without_key_shares_one() {
     let policy = policy("tests::keys", Quota::per_second(1));
