@@ -1,0 +1,27 @@
+#![deny(deprecated)]
+#[derive(Debug)]
+pub enum AgentError {
+    Failed,
+    Adk(adk::Error),
+}
+
+impl From<adk::Error> for AgentError {
+    fn from(e: adk::Error) -> Self {
+        AgentError::Adk(e)
+    }
+}
+
+impl adk::Classify for AgentError {}
+
+async fn cheap(_user: &str) -> Result<u32, AgentError> {
+    Ok(0)
+}
+
+#[adk::cached(ttl = 60)]
+#[adk::fallback(cheap)]
+async fn call(user: &str) -> Result<u32, AgentError> {
+    let _ = user;
+    Ok(1)
+}
+
+fn main() {}
