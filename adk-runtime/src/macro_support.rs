@@ -19,6 +19,8 @@ pub trait AdkResult {
     type Err;
     /// `Err(error)`.
     fn from_err(error: Self::Err) -> Self;
+    /// The error, if this is one.
+    fn err_ref(&self) -> Option<&Self::Err>;
 }
 
 impl<T, E> AdkResult for Result<T, E> {
@@ -26,6 +28,11 @@ impl<T, E> AdkResult for Result<T, E> {
     #[inline]
     fn from_err(error: E) -> Self {
         Err(error)
+    }
+
+    #[inline]
+    fn err_ref(&self) -> Option<&E> {
+        self.as_ref().err()
     }
 }
 
@@ -77,4 +84,72 @@ where
     <R as AdkResult>::Err: Classify,
 {
     circuit_breaker::by_class(error)
+}
+
+/// An error `#[observed]` can write into its log line with `Display`.
+#[diagnostic::on_unimplemented(
+    message = "#[adk::observed] logs the error with `Display`, but `{Self}` does not implement it",
+    label = "the error type of this function",
+    note = "implement `Display` (e.g. thiserror's `#[error(\"...\")]`), or log it with `Debug`: #[adk::observed(err(Debug))]"
+)]
+pub trait DisplayError {
+    /// The error as `Display`.
+    fn as_display(&self) -> &dyn std::fmt::Display;
+}
+
+impl<E: std::fmt::Display> DisplayError for E {
+    #[inline]
+    fn as_display(&self) -> &dyn std::fmt::Display {
+        self
+    }
+}
+
+/// An error `#[observed(err(Debug))]` can write into its log line with `Debug`.
+#[diagnostic::on_unimplemented(
+    message = "#[adk::observed(err(Debug))] logs the error with `Debug`, but `{Self}` does not implement it",
+    label = "the error type of this function",
+    note = "derive `Debug` for it"
+)]
+pub trait DebugError {
+    /// The error as `Debug`.
+    fn as_debug(&self) -> &dyn std::fmt::Debug;
+}
+
+impl<E: std::fmt::Debug> DebugError for E {
+    #[inline]
+    fn as_debug(&self) -> &dyn std::fmt::Debug {
+        self
+    }
+}
+
+/// Finishes an observed call, logging its error with `Display`. Bound once per function at the return type.
+#[inline]
+pub fn observed_finish<R>(call: observed::ObservedCall<'_>, result: &R)
+where
+    R: AdkResult,
+    <R as AdkResult>::Err: DisplayError,
+{
+    match result.err_ref() {
+        None => call.ok(),
+        Some(error) => call.err(error.as_display()),
+    }
+}
+
+/// Finishes an observed call, logging its error with `Debug`.
+#[inline]
+pub fn observed_finish_debug<R>(call: observed::ObservedCall<'_>, result: &R)
+where
+    R: AdkResult,
+    <R as AdkResult>::Err: DebugError,
+{
+    struct AsDisplay<'a>(&'a dyn std::fmt::Debug);
+    impl std::fmt::Display for AsDisplay<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    match result.err_ref() {
+        None => call.ok(),
+        Some(error) => call.err(&AsDisplay(error.as_debug())),
+    }
 }

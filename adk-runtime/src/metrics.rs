@@ -179,7 +179,11 @@ impl Families {
                 &["bulkhead"],
             ),
             timeouts_total: counter("adk_timeouts_total", "Calls that exceeded their timeout.", &["function"]),
-            fallbacks_total: counter("adk_fallbacks_total", "Calls answered by a fallback.", &["function"]),
+            fallbacks_total: counter(
+                "adk_fallbacks_total",
+                "Calls whose failure was handed to a fallback (counted once per call, whether or not the fallback then succeeded).",
+                &["function"],
+            ),
             labelled_calls: LabelledCalls::default(),
             registry: Registry::new(),
             refreshers: Mutex::new(Vec::new()),

@@ -14,7 +14,7 @@ impl From<adk::Error> for AgentError {
 impl adk::Classify for AgentError {}
 
 #[adk::timeout("1s")]
-#[adk::observed]
+#[adk::observed(err(Debug))]
 async fn call(user: &str) -> Result<u32, AgentError> {
     let _ = user;
     Ok(1)

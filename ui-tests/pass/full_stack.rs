@@ -29,7 +29,7 @@ async fn cheaper(user: &User, prompt: &str) -> Result<String, AgentError> {
 
 // The recommended order, outermost first, compiles without a warning.
 #[deny(warnings)]
-#[adk::observed(skip(user), fields(user = user.id))]
+#[adk::observed(skip(user), fields(user = user.id), err(Debug))]
 #[adk::fallback(cheaper)]
 #[adk::cached(ttl = "5m", key = (user.id, prompt.to_owned()))]
 #[adk::timeout("10s")]

@@ -217,9 +217,20 @@ impl Attribute for Observed {
         let (policy, span, call, result) =
             (cx.local("__ADK_OBSERVED"), cx.local("__adk_span"), cx.local("__adk_call"), cx.local("__adk_result"));
         let is_result = cx.info.output_is_named_result();
+        // Bound as a fn pointer at the return type, so an error type that cannot be logged is one error there.
         let finish = match (is_result, self.err_format) {
-            (true, Format::Display) => quote!(#call.finish(&#result)),
-            (true, Format::Debug) => quote!(#call.finish_debug(&#result)),
+            (true, format) => {
+                let (output, span) = (cx.info.output.as_ref().expect("a Result output"), cx.info.output_span);
+                let helper = match format {
+                    Format::Display => quote_spanned!(span=> #k::__private::observed_finish::<#output>),
+                    Format::Debug => quote_spanned!(span=> #k::__private::observed_finish_debug::<#output>),
+                };
+                let finish = cx.local("__adk_finish");
+                quote! {
+                    let #finish: fn(#k::__private::observed::ObservedCall<'_>, &_) = #helper;
+                    #finish(#call, &#result)
+                }
+            }
             (false, _) => quote!(#call.ok()),
         };
         let ret_event = self.ret.map(|format| {
