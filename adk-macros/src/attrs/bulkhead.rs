@@ -24,37 +24,27 @@ impl Bulkhead {
         let mut max_concurrent = Slot::default();
         let mut max_wait = Slot::default();
         let mut name = Slot::default();
-        for arg in args {
-            match arg {
-                Arg::KeyValue { key, value } => match key.to_string().as_str() {
-                    "max_concurrent" => {
-                        let n = errors.ok(args::lit_u64(&value, "`max_concurrent`").and_then(|n| match n {
-                            0 => Err(syn::Error::new_spanned(
-                                &value,
-                                "`max_concurrent = 0` would refuse every call; give at least 1",
-                            )),
-                            n if n > u64::from(u32::MAX) => {
-                                Err(syn::Error::new_spanned(&value, "`max_concurrent` is too large"))
-                            }
-                            n => Ok(n),
-                        }));
-                        max_concurrent.set_once(&key, n, attr, errors);
-                    }
-                    "max_wait" => {
-                        let d = errors.ok(args::duration(&value, "`max_wait`", BareInteger::Rejected));
-                        max_wait.set_once(&key, d, attr, errors);
-                    }
-                    "name" => name.set_once(&key, errors.ok(args::instance_name(&value)), attr, errors),
-                    _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
-                },
-                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
-                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS))
+        for (key, value) in args::key_values(args, attr, PARAMS, errors) {
+            match key.to_string().as_str() {
+                "max_concurrent" => {
+                    let n = errors.ok(args::lit_u64(&value, "`max_concurrent`").and_then(|n| match n {
+                        0 => Err(syn::Error::new_spanned(
+                            &value,
+                            "`max_concurrent = 0` would refuse every call; give at least 1",
+                        )),
+                        n if n > u64::from(u32::MAX) => {
+                            Err(syn::Error::new_spanned(&value, "`max_concurrent` is too large"))
+                        }
+                        n => Ok(n),
+                    }));
+                    max_concurrent.set_once(&key, n, attr, errors);
                 }
-                Arg::Bare(other) => errors.spanned(
-                    other,
-                    "#[adk::bulkhead] takes `key = value` parameters, like #[adk::bulkhead(max_concurrent = 8)]",
-                ),
-                Arg::List { key, .. } => errors.push(args::unknown_key(&key, attr, PARAMS)),
+                "max_wait" => {
+                    let d = errors.ok(args::duration(&value, "`max_wait`", BareInteger::Rejected));
+                    max_wait.set_once(&key, d, attr, errors);
+                }
+                "name" => name.set_once(&key, errors.ok(args::instance_name(&value)), attr, errors),
+                _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
             }
         }
         if max_concurrent.get().is_none() && errors.len() == before {

@@ -28,55 +28,42 @@ impl Cached {
         let mut max_entries = Slot::default();
         let mut key = Slot::default();
         let mut name = Slot::default();
-        for arg in args {
-            match arg {
-                Arg::KeyValue { key: k, value } => match k.to_string().as_str() {
-                    "ttl" | "tti" => {
-                        let what = format!("`{k}` (an integer means seconds)");
-                        let nanos = errors.ok(args::duration(&value, &what, BareInteger::Seconds).and_then(|n| {
-                            if n == 0 {
-                                Err(syn::Error::new_spanned(&value, format!("`{k}` of zero would never serve a hit")))
-                            } else {
-                                Ok(n)
-                            }
-                        }));
-                        if k == "ttl" {
-                            ttl.set_once(&k, nanos, attr, errors)
+        for (k, value) in args::key_values(args, attr, PARAMS, errors) {
+            match k.to_string().as_str() {
+                "ttl" | "tti" => {
+                    let what = format!("`{k}` (an integer means seconds)");
+                    let nanos = errors.ok(args::duration(&value, &what, BareInteger::Seconds).and_then(|n| {
+                        if n == 0 {
+                            Err(syn::Error::new_spanned(&value, format!("`{k}` of zero would never serve a hit")))
                         } else {
-                            tti.set_once(&k, nanos, attr, errors)
+                            Ok(n)
                         }
+                    }));
+                    if k == "ttl" {
+                        ttl.set_once(&k, nanos, attr, errors)
+                    } else {
+                        tti.set_once(&k, nanos, attr, errors)
                     }
-                    "max_entries" => {
-                        let n = errors.ok(args::lit_u64(&value, "`max_entries`").and_then(|n| {
-                            if n == 0 {
-                                Err(syn::Error::new_spanned(
-                                    &value,
-                                    "`max_entries = 0` would store nothing; give at least 1",
-                                ))
-                            } else {
-                                Ok(n)
-                            }
-                        }));
-                        max_entries.set_once(&k, n, attr, errors);
-                    }
-                    "key" => key.set_once(&k, Some(value), attr, errors),
-                    "name" => {
-                        let n = errors.ok(args::instance_name(&value));
-                        name.set_once(&k, n, attr, errors);
-                    }
-                    _ => errors.push(args::unknown_key(&k, attr, PARAMS)),
-                },
-                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
-                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS))
                 }
-                Arg::Bare(other) => errors.spanned(
-                    other,
-                    format!(
-                        "#[adk::cached] takes `key = value` parameters, like `ttl = \"5m\"`; valid parameters: {}",
-                        PARAMS.join(", ")
-                    ),
-                ),
-                Arg::List { key: k, .. } => errors.push(args::unknown_key(&k, attr, PARAMS)),
+                "max_entries" => {
+                    let n = errors.ok(args::lit_u64(&value, "`max_entries`").and_then(|n| {
+                        if n == 0 {
+                            Err(syn::Error::new_spanned(
+                                &value,
+                                "`max_entries = 0` would store nothing; give at least 1",
+                            ))
+                        } else {
+                            Ok(n)
+                        }
+                    }));
+                    max_entries.set_once(&k, n, attr, errors);
+                }
+                "key" => key.set_once(&k, Some(value), attr, errors),
+                "name" => {
+                    let n = errors.ok(args::instance_name(&value));
+                    name.set_once(&k, n, attr, errors);
+                }
+                _ => errors.push(args::unknown_key(&k, attr, PARAMS)),
             }
         }
         Cached {

@@ -76,28 +76,7 @@ impl CircuitBreaker {
         let mut max_open_for = Slot::default();
         let mut half_open_calls = Slot::default();
         let mut record = Slot::default();
-        for arg in args {
-            let (key, value) = match arg {
-                Arg::KeyValue { key, value } => (key, value),
-                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
-                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS));
-                    continue;
-                }
-                Arg::Bare(other) => {
-                    errors.spanned(
-                        other,
-                        format!(
-                            "#[adk::circuit_breaker] takes `key = value` parameters; valid parameters: {}",
-                            PARAMS.join(", ")
-                        ),
-                    );
-                    continue;
-                }
-                Arg::List { key, .. } => {
-                    errors.push(args::unknown_key(&key, attr, PARAMS));
-                    continue;
-                }
-            };
+        for (key, value) in args::key_values(args, attr, PARAMS, errors) {
             let duration = |errors: &mut Errors, what: &str| {
                 errors.ok(args::duration(&value, &format!("`{what}`"), BareInteger::Rejected).and_then(|n| {
                     if n == 0 {

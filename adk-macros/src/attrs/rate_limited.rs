@@ -59,25 +59,7 @@ impl RateLimited {
         let mut cost = Slot::default();
         let mut on_limit = Slot::default();
         let mut max_wait = Slot::default();
-        for arg in args {
-            let (k, value) = match arg {
-                Arg::KeyValue { key, value } => (key, value),
-                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
-                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS));
-                    continue;
-                }
-                Arg::Bare(other) => {
-                    errors.spanned(
-                        other,
-                        "#[adk::rate_limited] takes `key = value` parameters, like #[adk::rate_limited(rps = 10)]",
-                    );
-                    continue;
-                }
-                Arg::List { key, .. } => {
-                    errors.push(args::unknown_key(&key, attr, PARAMS));
-                    continue;
-                }
-            };
+        for (k, value) in args::key_values(args, attr, PARAMS, errors) {
             let name_of_key = k.to_string();
             match name_of_key.as_str() {
                 "rps" | "rpm" | "rph" | "rpd" | "rate" => {
