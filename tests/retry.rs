@@ -188,6 +188,13 @@ async fn a_retry_after_beyond_max_delay_is_returned_at_once() {
     let start = Instant::now();
     assert_eq!(rate_limited_dependency(&dep).await, Err(hint));
     assert_eq!((dep.calls(), start.elapsed()), (1, Duration::ZERO));
+    let text = adk::metrics::render();
+    assert!(
+        text.contains(
+            r#"adk_retry_attempts_total{function="retry::rate_limited_dependency",outcome="retry_after_too_long"} 1"#
+        ),
+        "{text}"
+    );
 }
 
 #[adk::retry(attempts = 10, backoff = "constant", base = "400ms", max_elapsed = "1s")]

@@ -72,7 +72,8 @@ use attrs::Kind;
 /// `#[tokio::test(start_paused = true)]` steps through backoffs without sleeping) and return `Result<T, E>`.
 ///
 /// Metrics: `adk_retry_attempts_total{function, outcome}` with outcomes `retried`, `recovered`, `not_retryable`,
-/// `exhausted` and `budget_exhausted` (first-try successes are plain calls and are not counted here).
+/// `exhausted` (attempts or `max_elapsed` ran out), `retry_after_too_long` and `budget_exhausted` (first-try successes
+/// are plain calls and are not counted here).
 #[proc_macro_attribute]
 pub fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Retry, args.into(), item.into()).into()
@@ -332,8 +333,9 @@ pub fn bulkhead(args: TokenStream, item: TokenStream) -> TokenStream {
 /// A refusal is `adk::Error::RateLimited { retry_after, limit, remaining, reset, .. }`, with `retry_after` the exact
 /// time until the call would be admitted; a `cost` larger than the burst can never be admitted and is refused with the
 /// permanent `adk::Error::CostAboveLimit`. Per-key state of idle keys is evicted by the runtime, so memory stays bounded
-/// under millions of keys; the key is never a metric label. Place it below `#[retry]` so each attempt spends a permit,
-/// as provider quotas do. Metric: `adk_rate_limit_decisions_total{limiter,decision}`.
+/// under millions of keys; the key is never a metric label. Place a provider's quota below `#[retry]` so each attempt
+/// spends a permit, as provider quotas do; a per-user quota usually belongs above `#[retry]` (one permit per question,
+/// so a provider failure's retry is not refused by the user's own quota). Metric: `adk_rate_limit_decisions_total{limiter,decision}`.
 #[proc_macro_attribute]
 pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::RateLimited, args.into(), item.into()).into()

@@ -413,11 +413,12 @@ fn print_summary(agent: &Assistant, simulator: Option<&Simulator>, scrape: &Scra
             + count("adk_retry_attempts_total", &[("function", ANSWER_CHEAPLY), ("outcome", outcome)])
     };
     println!(
-        "retries            {} retried; {} calls recovered, {} gave up (attempts used up, or a retry_after beyond \
-         max_delay), {} not retryable",
+        "retries            {} retried; {} calls recovered, {} gave up (attempts used up), {} gave up (retry_after \
+         beyond max_delay), {} not retryable",
         retry("retried"),
         retry("recovered"),
         retry("exhausted"),
+        retry("retry_after_too_long"),
         retry("not_retryable"),
     );
     println!(

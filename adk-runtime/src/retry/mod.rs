@@ -65,8 +65,10 @@ struct RetryMetrics {
     recovered: IntCounter,
     /// The error was not worth retrying (permanent, critical, or the `when` predicate said no).
     not_retryable: IntCounter,
-    /// Attempts, `max_elapsed` or a `retry_after` beyond `max_delay` ended the retries.
+    /// The attempts or `max_elapsed` ran out.
     exhausted: IntCounter,
+    /// The error's `retry_after` was longer than `max_delay`: not worth waiting for.
+    hint_too_long: IntCounter,
     /// The retry budget refused the retry.
     budget_exhausted: IntCounter,
 }
@@ -270,6 +272,7 @@ impl Attempts<'_> {
                 recovered: counter("recovered"),
                 not_retryable: counter("not_retryable"),
                 exhausted: counter("exhausted"),
+                hint_too_long: counter("retry_after_too_long"),
                 budget_exhausted: counter("budget_exhausted"),
             }
         })
@@ -293,7 +296,7 @@ impl Attempts<'_> {
         if let Some(hint) = hint {
             if hint > policy.max_delay {
                 tracing::debug!(function = policy.function, ?hint, "retry_after beyond max_delay; giving up");
-                metrics.exhausted.inc();
+                metrics.hint_too_long.inc();
                 return None;
             }
             delay = delay.max(hint);
