@@ -2,6 +2,9 @@
 
 pub use crate::{bulkhead, cache, circuit_breaker, fallback, observed, rate_limit, retry, timeout};
 pub use core::time::Duration;
+pub use inventory;
+
+pub use crate::registry::Declared;
 /// Span macros expand in the user's crate through this path, so the span's callsite, target and module are the
 /// user's and the user needs no `tracing` dependency of their own.
 pub use tracing;

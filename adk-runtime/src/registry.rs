@@ -29,9 +29,15 @@ impl fmt::Debug for Registry {
     }
 }
 
-/// The process-wide registry.
+/// The process-wide registry. The first call (the first call of any annotated function, or an explicit call at
+/// start-up) also compares every named policy the program declares, and reports names declared with different
+/// settings in [`Registry::conflicts`] and as an `ERROR` event, with both call sites.
 pub fn registry() -> &'static Registry {
-    static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+        let registry = Registry::new();
+        registry.check_declarations();
+        registry
+    });
     &REGISTRY
 }
 
@@ -155,6 +161,17 @@ impl Registry {
     }
 
     pub(crate) fn report_conflict(&self, conflict: Conflict) {
+        let mut conflicts = self.conflicts.write().unwrap_or_else(|e| e.into_inner());
+        let sites = |c: &Conflict| {
+            let mut sites = [c.first.call_site, c.second.call_site];
+            sites.sort();
+            sites
+        };
+        // Found at start-up and again when the second declaration is first used: report it once.
+        if conflicts.iter().any(|c| c.kind == conflict.kind && c.name == conflict.name && sites(c) == sites(&conflict))
+        {
+            return;
+        }
         tracing::error!(
             kind = conflict.kind,
             name = %conflict.name,
@@ -162,9 +179,37 @@ impl Registry {
             second = %conflict.second,
             "one name declared with different settings; the first declaration is used"
         );
-        self.conflicts.write().unwrap_or_else(|e| e.into_inner()).push(conflict);
+        conflicts.push(conflict);
+    }
+
+    /// Compares every declaration the program links in (each named policy registers one at start-up), so two
+    /// functions declaring one name with different settings are reported before either runs.
+    fn check_declarations(&self) {
+        let mut seen: HashMap<(&'static str, &'static str), Declaration> = HashMap::new();
+        for declared in inventory::iter::<Declared> {
+            let (kind, name, declaration) = (declared.0)();
+            match seen.get(&(kind, name)) {
+                Some(first) if first.settings != declaration.settings => self.report_conflict(Conflict {
+                    kind,
+                    name: name.to_owned(),
+                    first: first.clone(),
+                    second: declaration,
+                }),
+                Some(_) => {}
+                None => {
+                    seen.insert((kind, name), declaration);
+                }
+            }
+        }
     }
 }
+
+/// A named policy's declaration, registered at link time by the attribute's expansion so that conflicting names are
+/// found at start-up: a function returning (kind, name, declaration).
+#[doc(hidden)]
+pub struct Declared(pub fn() -> (&'static str, &'static str, Declaration));
+
+inventory::collect!(Declared);
 
 /// Where and how a named instance was declared.
 #[derive(Debug, Clone, PartialEq, Eq)]

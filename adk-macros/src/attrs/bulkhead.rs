@@ -89,6 +89,7 @@ impl Attribute for Bulkhead {
         quote! {{
             static #policy: #k::__private::bulkhead::BulkheadPolicy =
                 #k::__private::bulkhead::BulkheadPolicy::new(#name, #call_site, #n)#wait;
+            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy.declared()) }
             #policy.run(async { #inner }, #refuse).await
         }}
     }

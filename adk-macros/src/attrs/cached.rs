@@ -122,6 +122,7 @@ impl Attribute for Cached {
         };
         quote! {{
             static #policy_static: #k::__private::cache::CachePolicy = #policy;
+            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy_static.declared()) }
             #lookup
         }}
     }

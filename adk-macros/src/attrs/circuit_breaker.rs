@@ -248,6 +248,7 @@ impl Attribute for CircuitBreaker {
         let (call_site, refuse, policy) = (&cx.call_site, &cx.refuse, cx.local("__ADK_BREAKER"));
         quote! {{
             static #policy: #cb::CircuitBreakerPolicy = #cb::CircuitBreakerPolicy::new(#name, #call_site, #config);
+            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy.declared()) }
             #policy.run(async { #inner }, #record, #refuse).await
         }}
     }

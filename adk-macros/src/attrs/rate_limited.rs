@@ -226,6 +226,7 @@ impl Attribute for RateLimited {
         };
         quote! {{
             static #policy_static: #rl::RateLimitPolicy = #policy;
+            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy_static.declared()) }
             #call.await
         }}
     }

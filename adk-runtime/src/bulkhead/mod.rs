@@ -85,10 +85,15 @@ impl BulkheadPolicy {
     #[inline]
     pub fn bulkhead(&self) -> &Bulkhead {
         self.bulkhead.get_or_init(|| {
-            let declaration =
-                Declaration { call_site: self.call_site, settings: format!("max_concurrent: {}", self.max_concurrent) };
-            registry().bulkheads.declare(self.name, declaration, || Bulkhead::new(self.name, self.max_concurrent))
+            let (_, name, declaration) = self.declared();
+            registry().bulkheads.declare(name, declaration, || Bulkhead::new(self.name, self.max_concurrent))
         })
+    }
+
+    /// What this policy declares about its shared bulkhead (collected at start-up to find conflicting names).
+    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
+        let settings = format!("max_concurrent: {}", self.max_concurrent);
+        ("bulkhead", self.name, Declaration { call_site: self.call_site, settings })
     }
 
     /// A slot, waiting up to this function's `max_wait` for one; else [`Error::BulkheadFull`].

@@ -311,9 +311,13 @@ impl CachePolicy {
     }
 
     fn declare(&self) -> Arc<NamedCache> {
-        let name = self.name();
-        let declaration = Declaration { call_site: self.call_site, settings: self.settings.describe() };
+        let (_, name, declaration) = self.declared();
         registry().caches.declare(name, declaration, || Arc::new(NamedCache::new(name, self.settings)))
+    }
+
+    /// What this policy declares about its shared cache (collected at start-up to find conflicting names).
+    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
+        ("cache", self.name(), Declaration { call_site: self.call_site, settings: self.settings.describe() })
     }
 }
 

@@ -177,9 +177,15 @@ impl CircuitBreakerPolicy {
     #[inline]
     pub fn breaker(&self) -> &CircuitBreaker {
         self.breaker.get_or_init(|| {
-            let declaration = Declaration { call_site: self.call_site, settings: format!("{:?}", self.config) };
-            registry().circuit_breakers.declare(self.name, declaration, || CircuitBreaker::new(self.name, self.config))
+            let (_, name, declaration) = self.declared();
+            registry().circuit_breakers.declare(name, declaration, || CircuitBreaker::new(self.name, self.config))
         })
+    }
+
+    /// What this policy declares about its shared breaker (collected at start-up to find conflicting names).
+    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
+        let settings = format!("{:?}", self.config);
+        ("circuit_breaker", self.name, Declaration { call_site: self.call_site, settings })
     }
 
     /// Asks the shared breaker to make one call; see [`CircuitBreaker::acquire`].

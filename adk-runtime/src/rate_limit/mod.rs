@@ -144,10 +144,14 @@ impl RateLimitPolicy {
     #[inline]
     pub fn limiter(&self) -> &Arc<RateLimiter> {
         self.limiter.get_or_init(|| {
-            let name = self.name();
-            let declaration = Declaration { call_site: self.call_site, settings: self.quota.to_string() };
+            let (_, name, declaration) = self.declared();
             registry().rate_limiters.declare(name, declaration, || RateLimiter::new(name, self.quota))
         })
+    }
+
+    /// What this policy declares about its shared limiter (collected at start-up to find conflicting names).
+    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
+        ("rate_limiter", self.name(), Declaration { call_site: self.call_site, settings: self.quota.to_string() })
     }
 
     /// Runs `call` once admitted with cost 1 and no key; a refusal is answered with `refuse(error)`.

@@ -1,0 +1,53 @@
+//! The registry of named instances: one name declared with different settings is reported at start-up, with both
+//! call sites, before either function runs.
+
+#[derive(Debug, thiserror::Error)]
+enum DbError {
+    #[error(transparent)]
+    Adk(#[from] adk::Error),
+}
+
+impl adk::Classify for DbError {}
+
+#[adk::circuit_breaker(name = "registry-test-db", failure_rate = 0.5)]
+async fn reads() -> Result<u32, DbError> {
+    Ok(1)
+}
+
+#[adk::circuit_breaker(name = "registry-test-db", failure_rate = 0.9)]
+async fn writes() -> Result<u32, DbError> {
+    Ok(2)
+}
+
+#[adk::rate_limited(name = "registry-test-provider", rpm = 60)]
+async fn agrees_a() -> Result<u32, DbError> {
+    Ok(1)
+}
+
+#[adk::rate_limited(name = "registry-test-provider", rpm = 60)]
+async fn agrees_b() -> Result<u32, DbError> {
+    Ok(1)
+}
+
+#[test]
+fn differing_declarations_of_one_name_are_reported_before_any_call() {
+    let conflicts = adk::registry().conflicts();
+    let conflict = conflicts.iter().find(|c| c.name == "registry-test-db").expect("reported at start-up");
+    assert_eq!(conflict.kind, "circuit_breaker");
+    let mut sites = [conflict.first.call_site, conflict.second.call_site];
+    sites.sort();
+    assert!(sites.iter().all(|s| s.starts_with("tests/registry.rs:")), "{sites:?}");
+    assert_ne!(sites[0], sites[1], "both call sites");
+    assert!(!conflicts.iter().any(|c| c.name == "registry-test-provider"), "equal settings are one instance");
+    let _ = (reads(), writes(), agrees_a(), agrees_b());
+}
+
+#[tokio::test]
+async fn a_conflict_is_reported_once_even_after_both_functions_run() {
+    reads().await.unwrap();
+    writes().await.unwrap();
+    let count = adk::registry().conflicts().iter().filter(|c| c.name == "registry-test-db").count();
+    assert_eq!(count, 1);
+    let breaker = adk::registry().circuit_breaker("registry-test-db").unwrap();
+    assert_eq!(breaker.snapshot().calls, 2, "both functions share the first declaration's breaker");
+}
