@@ -254,7 +254,8 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// and permanent ones do not. Every transition is a `tracing` event with the breaker's name, from, to and the rate
 /// that caused it. Operators steer a breaker through `adk::registry().circuit_breaker(name)`: `state()`,
 /// `force_open()`, `force_closed()`, `reset()`, `snapshot()`. Two functions declaring one name with different settings
-/// are reported (both call sites) in `adk::registry().conflicts()`; the first declaration is used.
+/// are reported at start-up (the registry's first use) with both call sites, as an `ERROR` event and in
+/// `adk::registry().conflicts()`; the declaration used first stays in force.
 ///
 /// Placed below `#[retry]` it sees every attempt; above it, one outcome per logical call. Both are valid.
 /// Metrics: `adk_circuit_breaker_state{breaker}`, `adk_circuit_breaker_transitions_total{breaker,from,to}`,
