@@ -18,6 +18,7 @@ pub struct Timeout {
 impl Timeout {
     pub fn parse(args: Vec<Arg>, span: Span, errors: &mut Errors) -> Self {
         let attr = Kind::Timeout.name();
+        let before = errors.len();
         let mut after = Slot::default();
         let after_key = syn::Ident::new("after", span);
         for arg in args {
@@ -38,7 +39,7 @@ impl Timeout {
             }));
             after.set_once(&key, nanos, attr, errors);
         }
-        if after.get().is_none() && errors.is_empty() {
+        if after.get().is_none() && errors.len() == before {
             errors.at(span, "#[adk::timeout] needs a duration, like #[adk::timeout(\"2s\")]");
         }
         Timeout { span, after: after.get().copied().unwrap_or(1) }
