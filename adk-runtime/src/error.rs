@@ -21,7 +21,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// A rate limiter refused the call; it would be admitted after `retry_after`.
-    #[error("rate limit `{name}` exceeded: {remaining} of {limit} left, retry after {retry_after:?}")]
+    #[error("rate limit `{name}` exceeded{}, retry after {retry_after:?}", capacity(*limit, *remaining))]
     #[non_exhaustive]
     RateLimited {
         /// The limiter's name.
@@ -72,6 +72,11 @@ pub enum Error {
         /// The bulkhead's bound.
         max_concurrent: usize,
     },
+}
+
+/// `": 2 of 10 left"`, or nothing when the limit is unknown (a remote 429 that did not say).
+fn capacity(limit: u64, remaining: u64) -> String {
+    if limit == 0 { String::new() } else { format!(": {remaining} of {limit} left") }
 }
 
 impl Error {
@@ -251,6 +256,14 @@ mod tests {
         let open = Error::circuit_open("db", Duration::from_secs(5));
         assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
         assert_eq!(Error::timeout(Duration::from_secs(1)).retry_after(), None);
+    }
+
+    #[test]
+    fn a_remote_refusal_without_a_known_limit_says_so_plainly() {
+        let remote = Error::rate_limited("openai", Duration::from_secs(2), 0, 0);
+        assert_eq!(remote.to_string(), "rate limit `openai` exceeded, retry after 2s");
+        let local = Error::rate_limited("users", Duration::from_millis(500), 10, 0);
+        assert_eq!(local.to_string(), "rate limit `users` exceeded: 0 of 10 left, retry after 500ms");
     }
 
     #[test]
