@@ -215,20 +215,14 @@ impl CircuitBreakerPolicy {
     /// # });
     /// ```
     #[inline]
-    pub async fn run<T, E>(
+    pub fn run<T, E>(
         &self,
         call: impl Future<Output = Result<T, E>>,
         record: impl FnOnce(&E) -> Record,
         refuse: impl FnOnce(Error) -> Result<T, E>,
-    ) -> Result<T, E> {
-        // The same as `CircuitBreaker::run`, written out so that the expansion's future is one state machine.
-        let permit = match self.acquire() {
-            Ok(permit) => permit,
-            Err(refusal) => return refuse(refusal),
-        };
-        let result = call.await;
-        permit.record(&result, record);
-        result
+    ) -> impl Future<Output = Result<T, E>> {
+        // The breaker's own future, returned as it is, so the expansion awaits one state machine, not two.
+        self.breaker().run(call, record, refuse)
     }
 }
 
