@@ -120,24 +120,22 @@ impl<T> Slot<T> {
     }
 }
 
-/// The `key = value` items of an attribute that takes nothing else; any other item is reported (an unknown flag with
-/// a "did you mean").
-pub fn key_values(args: Vec<Arg>, attr: &str, valid: &[&str], errors: &mut Errors) -> Vec<(Ident, Expr)> {
-    let mut pairs = Vec::with_capacity(args.len());
-    for arg in args {
-        match arg {
-            Arg::KeyValue { key, value } => pairs.push((key, value)),
+/// The `key = value` items of an attribute that takes nothing else, in written order; any other item is an error (an
+/// unknown flag with a "did you mean"), left in its place so the caller reports every mistake in order.
+pub fn key_values(args: Vec<Arg>, attr: &str, valid: &[&str]) -> Vec<syn::Result<(Ident, Expr)>> {
+    args.into_iter()
+        .map(|arg| match arg {
+            Arg::KeyValue { key, value } => Ok((key, value)),
             Arg::Bare(Expr::Path(p)) if p.path.get_ident().is_some() => {
-                errors.push(unknown_key(p.path.get_ident().expect("checked"), attr, valid))
+                Err(unknown_key(p.path.get_ident().expect("checked"), attr, valid))
             }
-            Arg::Bare(other) => errors.spanned(
+            Arg::Bare(other) => Err(syn::Error::new_spanned(
                 other,
                 format!("#[adk::{attr}] takes `key = value` parameters; valid parameters: {}", valid.join(", ")),
-            ),
-            Arg::List { key, .. } => errors.push(unknown_key(&key, attr, valid)),
-        }
-    }
-    pairs
+            )),
+            Arg::List { key, .. } => Err(unknown_key(&key, attr, valid)),
+        })
+        .collect()
 }
 
 /// The error for a key the attribute does not know, with a suggestion when one is close.

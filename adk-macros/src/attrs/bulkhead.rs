@@ -24,7 +24,8 @@ impl Bulkhead {
         let mut max_concurrent = Slot::default();
         let mut max_wait = Slot::default();
         let mut name = Slot::default();
-        for (key, value) in args::key_values(args, attr, PARAMS, errors) {
+        for item in args::key_values(args, attr, PARAMS) {
+            let Some((key, value)) = errors.ok(item) else { continue };
             match key.to_string().as_str() {
                 "max_concurrent" => {
                     let n = errors.ok(args::lit_u64(&value, "`max_concurrent`").and_then(|n| match n {

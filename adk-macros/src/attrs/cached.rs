@@ -28,7 +28,8 @@ impl Cached {
         let mut max_entries = Slot::default();
         let mut key = Slot::default();
         let mut name = Slot::default();
-        for (k, value) in args::key_values(args, attr, PARAMS, errors) {
+        for item in args::key_values(args, attr, PARAMS) {
+            let Some((k, value)) = errors.ok(item) else { continue };
             match k.to_string().as_str() {
                 "ttl" | "tti" => {
                     let what = format!("`{k}` (an integer means seconds)");

@@ -76,7 +76,8 @@ impl CircuitBreaker {
         let mut max_open_for = Slot::default();
         let mut half_open_calls = Slot::default();
         let mut record = Slot::default();
-        for (key, value) in args::key_values(args, attr, PARAMS, errors) {
+        for item in args::key_values(args, attr, PARAMS) {
+            let Some((key, value)) = errors.ok(item) else { continue };
             let duration = |errors: &mut Errors, what: &str| {
                 errors.ok(args::duration(&value, &format!("`{what}`"), BareInteger::Rejected).and_then(|n| {
                     if n == 0 {

@@ -59,7 +59,8 @@ impl RateLimited {
         let mut cost = Slot::default();
         let mut on_limit = Slot::default();
         let mut max_wait = Slot::default();
-        for (k, value) in args::key_values(args, attr, PARAMS, errors) {
+        for item in args::key_values(args, attr, PARAMS) {
+            let Some((k, value)) = errors.ok(item) else { continue };
             let name_of_key = k.to_string();
             match name_of_key.as_str() {
                 "rps" | "rpm" | "rph" | "rpd" | "rate" => {

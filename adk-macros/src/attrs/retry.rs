@@ -39,98 +39,93 @@ impl Retry {
         let mut when = Slot::default();
         let mut budget = Slot::default();
         let mut max_elapsed = Slot::default();
+        // `jitter` alone is a flag (full jitter); everything else is `key = value`.
+        let mut pairs = Vec::with_capacity(args.len());
         for arg in args {
             match arg {
-                Arg::KeyValue { key, value } => {
-                    let name = key.to_string();
-                    match name.as_str() {
-                        "attempts" => {
-                            let v = errors.ok(args::lit_u64(&value, "`attempts`").and_then(|n| {
-                                match u32::try_from(n) {
-                                    Ok(n) if (1..=100).contains(&n) => Ok(n),
-                                    _ => Err(syn::Error::new_spanned(
-                                        &value,
-                                        "`attempts` counts every call, the first included: use 1 to 100 (3 retries = `attempts = 4`)",
-                                    )),
-                                }
-                            }));
-                            attempts.set_once(&key, v, attr, errors);
-                        }
-                        "backoff" => {
-                            let v = errors.ok(args::lit_str(&value, "`backoff`").and_then(|s| {
-                                args::one_of(&s, BACKOFFS, "backoff", &value).map(|s| (s, value.span()))
-                            }));
-                            backoff.set_once(&key, v, attr, errors);
-                        }
-                        "base" | "max_delay" | "max_elapsed" => {
-                            let v = errors.ok(args::duration(&value, &format!("`{name}`"), BareInteger::Rejected)
-                                .and_then(|nanos| {
-                                    if nanos == 0 && name != "base" {
-                                        Err(syn::Error::new_spanned(&value, format!("`{name}` must be above zero")))
-                                    } else {
-                                        Ok(nanos)
-                                    }
-                                }));
-                            let slot = match name.as_str() {
-                                "base" => &mut base,
-                                "max_delay" => &mut max_delay,
-                                _ => &mut max_elapsed,
-                            };
-                            slot.set_once(&key, v, attr, errors);
-                        }
-                        "multiplier" => {
-                            let v = errors.ok(args::lit_f64(&value, "`multiplier`").and_then(|m| {
-                                if m.is_finite() && m >= 1.0 {
-                                    Ok(m)
-                                } else {
-                                    Err(syn::Error::new_spanned(
-                                        &value,
-                                        "`multiplier` must be at least 1 (each wait grows by this factor)",
-                                    ))
-                                }
-                            }));
-                            multiplier.set_once(&key, v, attr, errors);
-                        }
-                        "jitter" => {
-                            let v = errors.ok(args::lit_str(&value, "`jitter`")
-                                .and_then(|s| args::one_of(&s, JITTERS, "jitter", &value)));
-                            jitter.set_once(&key, v, attr, errors);
-                        }
-                        "when" => {
-                            let v = errors.ok(args::path(&value, "a predicate `fn(&E) -> bool`"));
-                            when.set_once(&key, v, attr, errors);
-                        }
-                        "budget" => {
-                            let v = errors.ok(args::lit_f64(&value, "`budget`").and_then(|b| {
-                                if b > 0.0 && b <= 10.0 {
-                                    Ok(b)
-                                } else {
-                                    Err(syn::Error::new_spanned(
-                                        &value,
-                                        "`budget` is the fraction of calls retries may add, in (0, 10]: e.g. `budget = 0.2` for at most 20% extra load",
-                                    ))
-                                }
-                            }));
-                            budget.set_once(&key, v, attr, errors);
-                        }
-                        _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
-                    }
-                }
                 Arg::Bare(syn::Expr::Path(p)) if p.path.is_ident("jitter") => {
                     let key = p.path.get_ident().expect("checked").clone();
                     jitter.set_once(&key, Some("full".to_owned()), attr, errors);
                 }
-                Arg::Bare(syn::Expr::Path(p)) if p.path.get_ident().is_some() => {
-                    errors.push(args::unknown_key(p.path.get_ident().expect("checked"), attr, PARAMS))
+                other => pairs.push(other),
+            }
+        }
+        for item in args::key_values(pairs, attr, PARAMS) {
+            let Some((key, value)) = errors.ok(item) else { continue };
+            let name = key.to_string();
+            match name.as_str() {
+                "attempts" => {
+                    let v = errors.ok(args::lit_u64(&value, "`attempts`").and_then(|n| {
+                        match u32::try_from(n) {
+                            Ok(n) if (1..=100).contains(&n) => Ok(n),
+                            _ => Err(syn::Error::new_spanned(
+                                &value,
+                                "`attempts` counts every call, the first included: use 1 to 100 (3 retries = `attempts = 4`)",
+                            )),
+                        }
+                    }));
+                    attempts.set_once(&key, v, attr, errors);
                 }
-                Arg::Bare(other) => errors.spanned(
-                    other,
-                    format!(
-                        "#[adk::retry] takes `key = value` parameters, like `attempts = 3`; valid parameters: {}",
-                        PARAMS.join(", ")
-                    ),
-                ),
-                Arg::List { key, .. } => errors.push(args::unknown_key(&key, attr, PARAMS)),
+                "backoff" => {
+                    let v = errors.ok(args::lit_str(&value, "`backoff`")
+                        .and_then(|s| args::one_of(&s, BACKOFFS, "backoff", &value).map(|s| (s, value.span()))));
+                    backoff.set_once(&key, v, attr, errors);
+                }
+                "base" | "max_delay" | "max_elapsed" => {
+                    let v = errors.ok(args::duration(&value, &format!("`{name}`"), BareInteger::Rejected).and_then(
+                        |nanos| {
+                            if nanos == 0 && name != "base" {
+                                Err(syn::Error::new_spanned(&value, format!("`{name}` must be above zero")))
+                            } else {
+                                Ok(nanos)
+                            }
+                        },
+                    ));
+                    let slot = match name.as_str() {
+                        "base" => &mut base,
+                        "max_delay" => &mut max_delay,
+                        _ => &mut max_elapsed,
+                    };
+                    slot.set_once(&key, v, attr, errors);
+                }
+                "multiplier" => {
+                    let v = errors.ok(args::lit_f64(&value, "`multiplier`").and_then(|m| {
+                        if m.is_finite() && m >= 1.0 {
+                            Ok(m)
+                        } else {
+                            Err(syn::Error::new_spanned(
+                                &value,
+                                "`multiplier` must be at least 1 (each wait grows by this factor)",
+                            ))
+                        }
+                    }));
+                    multiplier.set_once(&key, v, attr, errors);
+                }
+                "jitter" => {
+                    let v =
+                        errors
+                            .ok(args::lit_str(&value, "`jitter`")
+                                .and_then(|s| args::one_of(&s, JITTERS, "jitter", &value)));
+                    jitter.set_once(&key, v, attr, errors);
+                }
+                "when" => {
+                    let v = errors.ok(args::path(&value, "a predicate `fn(&E) -> bool`"));
+                    when.set_once(&key, v, attr, errors);
+                }
+                "budget" => {
+                    let v = errors.ok(args::lit_f64(&value, "`budget`").and_then(|b| {
+                        if b > 0.0 && b <= 10.0 {
+                            Ok(b)
+                        } else {
+                            Err(syn::Error::new_spanned(
+                                &value,
+                                "`budget` is the fraction of calls retries may add, in (0, 10]: e.g. `budget = 0.2` for at most 20% extra load",
+                            ))
+                        }
+                    }));
+                    budget.set_once(&key, v, attr, errors);
+                }
+                _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
             }
         }
         let retry = Retry {
