@@ -31,10 +31,68 @@ pub struct Cx<'a> {
     pub record: syn::Ident,
 }
 
+/// Whether a layer's policy is reported at start-up for name conflicts (see `Cx::policy`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Declare {
+    /// The policy has no shared name.
+    No,
+    /// The policy is shared by name: `named` when the attribute gives `name = ...`, else it defaults to the
+    /// function's path.
+    Shared { named: bool },
+}
+
 impl Cx<'_> {
     /// A local of the expansion, invisible to the user's code (mixed-site hygiene).
     pub fn local(&self, name: &str) -> syn::Ident {
         syn::Ident::new(name, Span::mixed_site())
+    }
+
+    /// Declares a layer's policy, of type `ty`, built by `build(function)` where `function` is the expression of the
+    /// function's path. Returns the statements that declare it and the expression of a `&'static` reference to it.
+    ///
+    /// A free function's path is a constant, so its policy is a `static` built at compile time. A method's path
+    /// includes its `Self` type (`module::OpenAi::complete`), so that methods of different types never share a
+    /// breaker, a limiter or a metric series; `Self` cannot be named in a nested `static`, and its name
+    /// (`type_name`) is not a constant, so the policy is built on the first call, from inside the method, and kept.
+    /// A policy shared by an explicit name is reported at start-up either way; a method's default name is its own.
+    pub fn policy(
+        &self,
+        ident: &str,
+        ty: TokenStream,
+        build: impl Fn(&TokenStream) -> TokenStream,
+        declare: Declare,
+    ) -> (TokenStream, TokenStream) {
+        let k = &self.krate;
+        let policy = self.local(ident);
+        if !self.info.is_method() {
+            let init = build(&self.function);
+            let declared = (declare != Declare::No)
+                .then(|| quote!(#k::__private::inventory::submit! { #k::__private::Declared(|| #policy.declared()) }));
+            return (quote!(static #policy: #ty = #init; #declared), policy.to_token_stream());
+        }
+        let name = self.info.name.to_string();
+        let method_path = quote!(#k::__private::method_path(
+            ::core::module_path!(), ::core::any::type_name::<Self>(), #name
+        ));
+        let init = build(&method_path);
+        let declared = (declare == Declare::Shared { named: true }).then(|| {
+            let declared_init = build(&self.function);
+            quote! {
+                #k::__private::inventory::submit! { #k::__private::Declared(|| {
+                    static #policy: #ty = #declared_init;
+                    #policy.declared()
+                }) }
+            }
+        });
+        let reference = self.local(&ident.to_lowercase());
+        (
+            quote! {
+                static #policy: ::std::sync::OnceLock<#ty> = ::std::sync::OnceLock::new();
+                #declared
+                let #reference: &'static #ty = #policy.get_or_init(|| #init);
+            },
+            reference.to_token_stream(),
+        )
     }
 
     /// Statements that give the next use of the arguments fresh values: owned arguments are cloned (with an error

@@ -121,6 +121,11 @@ impl FnInfo {
         info
     }
 
+    /// Whether the function has a `self` receiver (by value, reference or a typed `self: Arc<Self>`).
+    pub fn is_method(&self) -> bool {
+        self.receiver != Receiver::None
+    }
+
     /// The statements that restore destructured and `mut` arguments, at the top of the body.
     pub fn rebind_patterns(&self) -> TokenStream {
         self.params

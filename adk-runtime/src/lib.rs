@@ -5,6 +5,7 @@
 pub mod bulkhead;
 pub mod cache;
 pub mod circuit_breaker;
+pub mod deadline;
 pub mod error;
 pub mod fallback;
 pub mod health;

@@ -11,6 +11,30 @@ pub use tracing;
 
 use crate::error::{Classify, Error};
 
+/// The path of a method, `module::Type::method`, from the impl's `module_path!()`, `type_name::<Self>()` and the
+/// method's name: the default name of its policies and its `function` label. Generic arguments and the type's own
+/// module are left out, so every instantiation of a generic impl shares one name (as it shares its `static`s).
+/// Interned: one allocation per method for the life of the process, taken on its first call.
+///
+/// ```
+/// # use adk_runtime::macro_support::method_path;
+/// let name = method_path("agent::providers", "agent::types::Client<alloc::string::String>", "complete");
+/// assert_eq!(name, "agent::providers::Client::complete");
+/// assert!(std::ptr::eq(name, method_path("agent::providers", "agent::types::Client<u8>", "complete")));
+/// ```
+#[cold]
+pub fn method_path(module: &'static str, self_type: &'static str, method: &'static str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+
+    static PATHS: LazyLock<Mutex<HashMap<String, &'static str>>> = LazyLock::new(Mutex::default);
+    let without_generics = self_type.split('<').next().unwrap_or(self_type);
+    let type_name = without_generics.rsplit("::").next().unwrap_or(without_generics).trim_start_matches(['&', '*']);
+    let path = format!("{module}::{type_name}::{method}");
+    let mut paths = PATHS.lock().unwrap_or_else(PoisonError::into_inner);
+    paths.entry(path).or_insert_with_key(|path| Box::leak(path.clone().into_boxed_str()))
+}
+
 /// A return type an annotated function can have: `Result<T, E>`.
 #[diagnostic::on_unimplemented(
     message = "adk attributes need the function to return `Result<T, E>`, but it returns `{Self}`",

@@ -6,7 +6,10 @@ use std::time::Duration;
 use std::sync::OnceLock;
 
 use prometheus::IntCounter;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Instant;
 
+use crate::deadline;
 use crate::error::Error;
 use crate::metrics::families;
 
@@ -41,13 +44,21 @@ impl TimeoutPolicy {
     }
 
     /// Runs `call`; if it has not finished after the bound, drops it and answers `refuse(Error::Timeout)`.
+    ///
+    /// `call` runs under the bound's deadline (or the enclosing one, if earlier; see [`crate::deadline`]), so the
+    /// layers and annotated calls inside it never wait past it.
     #[inline]
     pub fn run<R, F, N>(&'static self, call: F, refuse: N) -> Bounded<F, N>
     where
         F: Future<Output = R>,
         N: FnOnce(Error) -> R,
     {
-        Bounded { inner: tokio::time::timeout(self.after, call), policy: self, refuse: Some(refuse) }
+        let until = Instant::now() + self.after;
+        Bounded {
+            inner: tokio::time::timeout_at(until, deadline::within(until, call)),
+            policy: self,
+            refuse: Some(refuse),
+        }
     }
 }
 
@@ -56,7 +67,7 @@ pin_project_lite::pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct Bounded<F, N> {
         #[pin]
-        inner: tokio::time::Timeout<F>,
+        inner: tokio::time::Timeout<TaskLocalFuture<Instant, F>>,
         policy: &'static TimeoutPolicy,
         refuse: Option<N>,
     }

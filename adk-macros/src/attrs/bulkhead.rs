@@ -5,7 +5,7 @@ use quote::{ToTokens, quote};
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
 use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::FnInfo;
 
 pub const PARAMS: &[&str] = &["max_concurrent", "max_wait", "name"];
@@ -80,17 +80,24 @@ impl Attribute for Bulkhead {
 
     fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
-        let name = match &self.name {
+        let name = |function: &TokenStream| match &self.name {
             Some(name) => name.to_token_stream(),
-            None => cx.function.clone(),
+            None => function.clone(),
         };
         let n = self.max_concurrent as usize;
         let wait = self.max_wait.map(|nanos| quote!(.with_max_wait(#k::__private::Duration::from_nanos(#nanos))));
-        let (call_site, refuse, policy) = (&cx.call_site, &cx.refuse, cx.local("__ADK_BULKHEAD"));
+        let (call_site, refuse) = (&cx.call_site, &cx.refuse);
+        let (declare, policy) = cx.policy(
+            "__ADK_BULKHEAD",
+            quote!(#k::__private::bulkhead::BulkheadPolicy),
+            |function| {
+                let name = name(function);
+                quote!(#k::__private::bulkhead::BulkheadPolicy::new(#name, #call_site, #n) #wait)
+            },
+            Declare::Shared { named: self.name.is_some() },
+        );
         quote! {{
-            static #policy: #k::__private::bulkhead::BulkheadPolicy =
-                #k::__private::bulkhead::BulkheadPolicy::new(#name, #call_site, #n)#wait;
-            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy.declared()) }
+            #declare
             #policy.run(async { #inner }, #refuse).await
         }}
     }

@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
 use crate::attrs::{Attribute, Kind};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::{Borrow, FnInfo};
 
 pub const PARAMS: &[&str] = &["ttl", "tti", "max_entries", "key", "name"];
@@ -91,9 +91,8 @@ impl Attribute for Cached {
 
     fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
-        let function = &cx.function;
         let call_site = &cx.call_site;
-        let mut policy = quote!(#k::__private::cache::CachePolicy::new(#function, #call_site));
+        let mut policy = TokenStream::new();
         if let Some(name) = &self.name {
             policy.extend(quote!(.with_name(#name)));
         }
@@ -115,15 +114,19 @@ impl Attribute for Cached {
             true => quote_spanned!(cx.info.output_span=> #k::__private::cache::OkValues),
             false => quote_spanned!(cx.info.output_span=> #k::__private::cache::Outputs),
         };
-        let policy_static = cx.local("__ADK_CACHE");
+        let (declare, policy_static) = cx.policy(
+            "__ADK_CACHE",
+            quote!(#k::__private::cache::CachePolicy),
+            |function| quote!(#k::__private::cache::CachePolicy::new(#function, #call_site) #policy),
+            Declare::Shared { named: self.name.is_some() },
+        );
         let lookup = if cx.info.is_async {
             quote!(#policy_static.get_or_run(#key, async { #inner }, #mode).await)
         } else {
             quote!(#policy_static.get_or_run_sync(#key, || #inner, #mode))
         };
         quote! {{
-            static #policy_static: #k::__private::cache::CachePolicy = #policy;
-            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy_static.declared()) }
+            #declare
             #lookup
         }}
     }

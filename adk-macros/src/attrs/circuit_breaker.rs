@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
 use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::FnInfo;
 
 pub const PARAMS: &[&str] = &[
@@ -235,9 +235,9 @@ impl Attribute for CircuitBreaker {
             let n = n as u32;
             config.extend(quote!(.with_half_open_calls(#n)));
         }
-        let name = match &self.name {
+        let name = |function: &TokenStream| match &self.name {
             Some(name) => name.to_token_stream(),
-            None => cx.function.clone(),
+            None => function.clone(),
         };
         let record = match &self.record {
             Some(path) => {
@@ -246,10 +246,18 @@ impl Attribute for CircuitBreaker {
             }
             None => cx.record.to_token_stream(),
         };
-        let (call_site, refuse, policy) = (&cx.call_site, &cx.refuse, cx.local("__ADK_BREAKER"));
+        let (call_site, refuse) = (&cx.call_site, &cx.refuse);
+        let (declare, policy) = cx.policy(
+            "__ADK_BREAKER",
+            quote!(#cb::CircuitBreakerPolicy),
+            |function| {
+                let name = name(function);
+                quote!(#cb::CircuitBreakerPolicy::new(#name, #call_site, #config))
+            },
+            Declare::Shared { named: self.name.is_some() },
+        );
         quote! {{
-            static #policy: #cb::CircuitBreakerPolicy = #cb::CircuitBreakerPolicy::new(#name, #call_site, #config);
-            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy.declared()) }
+            #declare
             #policy.run(async { #inner }, #record, #refuse).await
         }}
     }

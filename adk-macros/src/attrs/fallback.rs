@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 
 use crate::args::{self, Arg, Errors, Slot};
 use crate::attrs::{Attribute, Kind, require_result};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::{FnInfo, Receiver};
 
 pub const PARAMS: &[&str] = &["value", "on"];
@@ -78,8 +78,12 @@ impl Attribute for Fallback {
 
     fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
-        let function = &cx.function;
-        let policy = cx.local("__ADK_FALLBACK");
+        let (declare, policy) = cx.policy(
+            "__ADK_FALLBACK",
+            quote!(#k::__private::fallback::FallbackPolicy),
+            |function| quote!(#k::__private::fallback::FallbackPolicy::new(#function)),
+            Declare::No,
+        );
         let (result, error, other) = (cx.local("__adk_result"), cx.local("__adk_error"), cx.local("__adk_other"));
         let applies = match &self.on {
             Some(on) => quote_spanned!(on.span()=> #on(&#error)),
@@ -111,7 +115,7 @@ impl Attribute for Fallback {
             };
         }
         quote! {{
-            static #policy: #k::__private::fallback::FallbackPolicy = #k::__private::fallback::FallbackPolicy::new(#function);
+            #declare
             let #result = { #reuse #inner };
             match #result {
                 ::core::result::Result::Err(#error) if #applies => {

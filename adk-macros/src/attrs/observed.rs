@@ -5,7 +5,7 @@ use quote::{format_ident, quote, quote_spanned};
 
 use crate::args::{self, Arg, Errors, Slot};
 use crate::attrs::{Attribute, Kind};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::FnInfo;
 
 pub const PARAMS: &[&str] = &["name", "skip", "skip_all", "fields", "level", "ret", "err", "labels"];
@@ -204,8 +204,8 @@ impl Attribute for Observed {
                 quote_spanned!(ident.span()=> #ident = #tracing::field::debug(&#ident),)
             });
         let user_fields = self.fields.iter().map(|(key, value)| quote!(#key = #value,));
-        let (function, call_site) = (&cx.function, &cx.call_site);
-        let mut observed = quote!(#k::__private::observed::ObservedFn::new(#function, #call_site));
+        let call_site = &cx.call_site;
+        let mut observed = TokenStream::new();
         if !self.labels.is_empty() {
             let pairs = self.labels.iter().map(|(l, v)| quote!((#l, #v)));
             observed.extend(quote!(.with_labels(&[#(#pairs),*])));
@@ -214,8 +214,13 @@ impl Attribute for Observed {
             let level = level_tokens(k, level);
             observed.extend(quote!(.with_error_level(#level)));
         }
-        let (policy, span, call, result) =
-            (cx.local("__ADK_OBSERVED"), cx.local("__adk_span"), cx.local("__adk_call"), cx.local("__adk_result"));
+        let (declare, policy) = cx.policy(
+            "__ADK_OBSERVED",
+            quote!(#k::__private::observed::ObservedFn),
+            |function| quote!(#k::__private::observed::ObservedFn::new(#function, #call_site) #observed),
+            Declare::No,
+        );
+        let (span, call, result) = (cx.local("__adk_span"), cx.local("__adk_call"), cx.local("__adk_result"));
         let is_result = cx.info.output_is_named_result();
         // Bound as a fn pointer at the return type, so an error type that cannot be logged is one error there.
         let finish = match (is_result, self.err_format) {
@@ -252,7 +257,7 @@ impl Attribute for Observed {
             quote!(#span.in_scope(|| #inner))
         };
         quote! {{
-            static #policy: #k::__private::observed::ObservedFn = #observed;
+            #declare
             let #span = #tracing::span!(
                 target: ::core::module_path!(),
                 #level,

@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
 use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::FnInfo;
 
 pub const PARAMS: &[&str] =
@@ -196,8 +196,8 @@ impl Attribute for RateLimited {
             );
             quota.extend(quote!(.with_strategy(#rl::Strategy::#variant)));
         }
-        let (function, call_site) = (&cx.function, &cx.call_site);
-        let mut policy = quote!(#rl::RateLimitPolicy::new(#function, #call_site, #quota));
+        let call_site = &cx.call_site;
+        let mut policy = TokenStream::new();
         if let Some(name) = &self.name {
             policy.extend(quote!(.with_name(#name)));
         }
@@ -208,7 +208,13 @@ impl Attribute for RateLimited {
             };
             policy.extend(quote!(.with_on_limit(#rl::OnLimit::Wait { max_wait: #max_wait })));
         }
-        let (refuse, policy_static) = (&cx.refuse, cx.local("__ADK_RATE_LIMIT"));
+        let refuse = &cx.refuse;
+        let (declare, policy_static) = cx.policy(
+            "__ADK_RATE_LIMIT",
+            quote!(#rl::RateLimitPolicy),
+            |function| quote!(#rl::RateLimitPolicy::new(#function, #call_site, #quota) #policy),
+            Declare::Shared { named: self.name.is_some() },
+        );
         let call = if self.key.is_none() && self.cost.is_none() {
             quote!(#policy_static.run(async { #inner }, #refuse))
         } else {
@@ -226,8 +232,7 @@ impl Attribute for RateLimited {
             quote!(#policy_static.run_with(#key, #cost, async { #inner }, #refuse))
         };
         quote! {{
-            static #policy_static: #rl::RateLimitPolicy = #policy;
-            #k::__private::inventory::submit! { #k::__private::Declared(|| #policy_static.declared()) }
+            #declare
             #call.await
         }}
     }

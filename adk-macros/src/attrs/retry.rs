@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
 use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::{FnInfo, Receiver};
 
 pub const PARAMS: &[&str] =
@@ -183,10 +183,9 @@ impl Attribute for Retry {
 
     fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
-        let function = &cx.function;
-        let mut policy = quote!(#k::__private::retry::RetryPolicy::new(#function));
+        let mut settings = TokenStream::new();
         if let Some(n) = self.attempts {
-            policy.extend(quote!(.with_attempts(#n)));
+            settings.extend(quote!(.with_attempts(#n)));
         }
         let backoff = match self.backoff.as_ref().map(|(s, _)| s.as_str()) {
             Some("constant") => Some(quote!(#k::__private::retry::Backoff::Constant)),
@@ -196,14 +195,14 @@ impl Attribute for Retry {
             }
         };
         if let Some(backoff) = backoff {
-            policy.extend(quote!(.with_backoff(#backoff)));
+            settings.extend(quote!(.with_backoff(#backoff)));
         }
         for (method, nanos) in
             [("with_base", self.base), ("with_max_delay", self.max_delay), ("with_max_elapsed", self.max_elapsed)]
         {
             if let Some(nanos) = nanos {
                 let method = syn::Ident::new(method, Span::call_site());
-                policy.extend(quote!(.#method(#k::__private::Duration::from_nanos(#nanos))));
+                settings.extend(quote!(.#method(#k::__private::Duration::from_nanos(#nanos))));
             }
         }
         if let Some(jitter) = &self.jitter {
@@ -216,10 +215,10 @@ impl Attribute for Retry {
                 },
                 Span::call_site(),
             );
-            policy.extend(quote!(.with_jitter(#k::__private::retry::Jitter::#variant)));
+            settings.extend(quote!(.with_jitter(#k::__private::retry::Jitter::#variant)));
         }
         if let Some(ratio) = self.budget {
-            policy.extend(quote!(.with_budget(#k::__private::retry::RetryBudget::new(
+            settings.extend(quote!(.with_budget(#k::__private::retry::RetryBudget::new(
                 #ratio, 10, #k::__private::Duration::from_secs(10)
             ))));
         }
@@ -233,12 +232,22 @@ impl Attribute for Retry {
         let reuse = cx.reuse_args(Kind::Retry, "for every attempt");
         let (attempts, result, done, delay) =
             (cx.local("__adk_attempts"), cx.local("__adk_result"), cx.local("__adk_done"), cx.local("__adk_delay"));
-        let policy_static = cx.local("__ADK_RETRY");
+        let (declare, policy_static) = cx.policy(
+            "__ADK_RETRY",
+            quote!(#k::__private::retry::RetryPolicy),
+            |function| quote!(#k::__private::retry::RetryPolicy::new(#function) #settings),
+            Declare::No,
+        );
+        // With `max_elapsed`, each attempt runs under the retry's own deadline; without it, under the enclosing one.
+        let run = match self.max_elapsed {
+            Some(_) => quote!(#attempts.attempt(async { #reuse #inner }).await),
+            None => quote!({ #reuse #inner }),
+        };
         quote! {{
-            static #policy_static: #k::__private::retry::RetryPolicy = #policy;
+            #declare
             let mut #attempts = #policy_static.start();
             loop {
-                let #result = { #reuse #inner };
+                let #result = #run;
                 match #attempts.next(#result, #verdict) {
                     #k::__private::retry::Step::Done(#done) => break #done,
                     #k::__private::retry::Step::Retry(#delay) => #k::__private::retry::pause(#delay).await,

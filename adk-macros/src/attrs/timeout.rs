@@ -5,7 +5,7 @@ use quote::quote;
 
 use crate::args::{self, Arg, BareInteger, Errors, Slot};
 use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
-use crate::expand::Cx;
+use crate::expand::{Cx, Declare};
 use crate::sig::FnInfo;
 
 pub const PARAMS: &[&str] = &["after"];
@@ -71,13 +71,18 @@ impl Attribute for Timeout {
 
     fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
-        let function = &cx.function;
         let after = self.after;
-        let policy = cx.local("__ADK_TIMEOUT");
+        let (declare, policy) = cx.policy(
+            "__ADK_TIMEOUT",
+            quote!(#k::__private::timeout::TimeoutPolicy),
+            |function| {
+                quote!(#k::__private::timeout::TimeoutPolicy::new(#function, #k::__private::Duration::from_nanos(#after)))
+            },
+            Declare::No,
+        );
         let refuse = &cx.refuse;
         quote! {{
-            static #policy: #k::__private::timeout::TimeoutPolicy =
-                #k::__private::timeout::TimeoutPolicy::new(#function, #k::__private::Duration::from_nanos(#after));
+            #declare
             #policy.run(async { #inner }, #refuse).await
         }}
     }

@@ -3,7 +3,8 @@
 //! A [`BulkheadPolicy`] is a function's `static`: the bulkhead's name and bound, how long the function may wait for a
 //! slot, and where it was declared. On first use it finds (or creates) the named [`Bulkhead`] in the
 //! [registry](crate::registry()), shared by every function naming it. `max_concurrent` belongs to the shared bulkhead;
-//! `max_wait` to each function, so a background job may queue where a request handler refuses at once.
+//! `max_wait` to each function, so a background job may queue where a request handler refuses at once. A wait is cut
+//! to the deadline the call runs under (an enclosing `#[timeout]`; see [`crate::deadline`]).
 //!
 //! A slot is taken with one compare-and-swap on a counter and given back with one subtraction; a [`Notify`] wakes
 //! waiters only when there are some. Waiters are woken in turn, but a caller arriving just as a slot is freed may take
@@ -251,6 +252,8 @@ impl Bulkhead {
         if self.take() {
             return Ok(BulkheadPermit { bulkhead: self });
         }
+        // A waiting call never waits past the deadline it runs under.
+        let max_wait = if max_wait.is_zero() { max_wait } else { crate::deadline::cut(max_wait) };
         if max_wait.is_zero() {
             return Err(self.refuse());
         }

@@ -15,7 +15,8 @@
 //!   [`Permanent`](crate::ErrorClass::Permanent). A cost of 0 is always admitted and spends nothing.
 //! - **On limit.** [`OnLimit::Reject`] (default) answers [`Error::RateLimited`] with the exact `retry_after`;
 //!   [`OnLimit::Wait`] sleeps until admitted, up to `max_wait` (default [`RateLimitPolicy::DEFAULT_MAX_WAIT`]), and
-//!   refuses at once when admission is further away than that.
+//!   refuses at once when admission is further away than that or than the deadline the call runs under (an
+//!   enclosing `#[timeout]`; see [`crate::deadline`]).
 //! - **Waiting and cancellation.** GCRA, token and leaky buckets reserve the waiting call's turn when it is granted
 //!   (first come, first served, exact); a waiting call that is dropped gives its units back, so the limiter is never
 //!   charged for a call that did not happen. Window strategies reserve nothing: a waiting call sleeps until its
@@ -191,7 +192,8 @@ impl RateLimitPolicy {
         };
         let windows = self.quota.strategy().uses_windows();
         async move {
-            let deadline = max_wait.map(|max_wait| Instant::now() + max_wait);
+            // A waiting call never waits past the deadline it runs under.
+            let deadline = max_wait.and_then(|max_wait| crate::deadline::earliest(Some(Instant::now() + max_wait)));
             let mut waited = false;
             loop {
                 let patience = deadline.map_or(0, |deadline| nanos(deadline.saturating_duration_since(Instant::now())));

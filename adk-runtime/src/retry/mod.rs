@@ -18,6 +18,7 @@ use tokio::time::Instant;
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
 
+use crate::deadline;
 use crate::error::{Classify, ErrorClass};
 use crate::metrics::families;
 
@@ -65,9 +66,9 @@ struct RetryMetrics {
     recovered: IntCounter,
     /// The error was not worth retrying (permanent, critical, or the `when` predicate said no).
     not_retryable: IntCounter,
-    /// The attempts or `max_elapsed` ran out.
+    /// The attempts ran out, or the next wait would end past `max_elapsed` or the deadline.
     exhausted: IntCounter,
-    /// The error's `retry_after` was longer than `max_delay`: not worth waiting for.
+    /// The error's `retry_after` was longer than `max_delay` or ended past the deadline: not worth waiting for.
     hint_too_long: IntCounter,
     /// The retry budget refused the retry.
     budget_exhausted: IntCounter,
@@ -178,7 +179,8 @@ impl RetryPolicy {
     {
         let mut attempts = self.start();
         loop {
-            match attempts.next(op().await, by_class) {
+            let result = attempts.attempt(op()).await;
+            match attempts.next(result, by_class) {
                 Step::Done(result) => return result,
                 Step::Retry(delay) => pause(delay).await,
             }
@@ -262,6 +264,24 @@ impl Attempts<'_> {
         self.calls
     }
 
+    /// The time by which this call must be done: the earlier of `max_elapsed` after its start and the deadline it
+    /// runs under ([`crate::deadline`]). No wait between attempts ends after it.
+    pub fn deadline(&self) -> Option<Instant> {
+        let own = self.started.zip(self.policy.max_elapsed).map(|(started, max_elapsed)| started + max_elapsed);
+        deadline::earliest(own)
+    }
+
+    /// Runs one attempt under [`Attempts::deadline`] when `max_elapsed` is set, so the layers inside it (a rate
+    /// limiter's wait, a bulkhead's queue) and the calls it makes never wait past it. Without `max_elapsed` the
+    /// attempt already runs under the enclosing deadline, if any, and is polled as it is.
+    #[inline]
+    pub async fn attempt<F: Future>(&self, attempt: F) -> F::Output {
+        match self.started.zip(self.policy.max_elapsed) {
+            Some((started, max_elapsed)) => deadline::within(started + max_elapsed, attempt).await,
+            None => attempt.await,
+        }
+    }
+
     #[cold]
     fn metrics(&self) -> &RetryMetrics {
         let function = self.policy.function;
@@ -293,18 +313,29 @@ impl Attempts<'_> {
         }
         let computed = policy.backoff.delay(policy.base, self.calls, policy.max_delay);
         let mut delay = policy.jitter.apply(computed, self.previous_delay, policy.base, policy.max_delay);
+        let left = self.deadline().map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if let Some(hint) = hint {
             if hint > policy.max_delay {
                 tracing::debug!(function = policy.function, ?hint, "retry_after beyond max_delay; giving up");
                 metrics.hint_too_long.inc();
                 return None;
             }
+            if left.is_some_and(|left| hint > left) {
+                tracing::debug!(function = policy.function, ?hint, ?left, "retry_after beyond the deadline; giving up");
+                metrics.hint_too_long.inc();
+                return None;
+            }
             delay = delay.max(hint);
         }
-        if let (Some(started), Some(max_elapsed)) = (self.started, policy.max_elapsed)
-            && started.elapsed().saturating_add(delay) > max_elapsed
+        if let Some(left) = left
+            && delay > left
         {
-            tracing::debug!(function = policy.function, ?delay, "the next wait would pass max_elapsed; giving up");
+            tracing::debug!(
+                function = policy.function,
+                ?delay,
+                ?left,
+                "the next wait would pass the deadline; giving up"
+            );
             metrics.exhausted.inc();
             return None;
         }
