@@ -125,7 +125,8 @@ struct Client {
 }
 
 impl Client {
-    #[adk::cached(max_entries = 2)]
+    // `self` is left out of the key on purpose: every client shares the answers.
+    #[adk::cached(max_entries = 2, key = id)]
     fn lookup(&self, id: u64) -> String {
         self.calls.fetch_add(1, Ordering::SeqCst);
         format!("user-{id}")
@@ -133,7 +134,7 @@ impl Client {
 }
 
 #[test]
-fn sync_methods_cache_their_whole_output_without_self_in_the_key() {
+fn sync_methods_cache_their_whole_output_under_a_key_shared_across_receivers() {
     let (a, b) = (Client { calls: AtomicU32::new(0) }, Client { calls: AtomicU32::new(0) });
     assert_eq!(a.lookup(1), "user-1");
     assert_eq!(b.lookup(1), "user-1", "same key: served from the shared cache");

@@ -103,7 +103,8 @@ impl Cx<'_> {
             let ident = &param.ident;
             match param.borrow {
                 Borrow::Shared => {}
-                Borrow::Unique => out.extend(quote!(let #ident = &mut *#ident;)),
+                // The body may not use an argument that only an attribute expression (a key, a field) reads.
+                Borrow::Unique => out.extend(quote!(#[allow(unused_variables)] let #ident = &mut *#ident;)),
                 Borrow::Owned => {
                     let ty = &param.ty;
                     let shown = escape_braces(&crate::sig::pretty(&param.span_tokens));
@@ -115,11 +116,12 @@ impl Cx<'_> {
                     let label = format!("#[adk::{}] clones this argument {purpose}", kind.name());
                     let span = param.ident.span();
                     out.extend(quote_spanned! {span=>
+                        #[allow(unused_variables)]
                         let #ident = {
                             #[diagnostic::on_unimplemented(message = #message, label = #label)]
                             trait __AdkReuse { fn __adk_reuse(&self) -> Self; }
                             impl<T: ::core::clone::Clone> __AdkReuse for T {
-                                #[inline(always)]
+                                #[inline]
                                 fn __adk_reuse(&self) -> Self { ::core::clone::Clone::clone(self) }
                             }
                             __AdkReuse::__adk_reuse(&#ident)
@@ -138,6 +140,9 @@ pub fn escape_braces(text: &str) -> String {
 
 /// Expands the stack whose first attribute is `first` (with `args`) on `item`.
 pub fn expand(first: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    if stack::is_expanded_marker(&args) {
+        return item;
+    }
     let mut errors = Errors::default();
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,

@@ -188,9 +188,13 @@ pub fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `key = expr` | the key, computed from the arguments, e.g. `key = (req.model.clone(), req.prompt.clone())` | all arguments |
 /// | `name = "weather"` | share one cache among functions and reach it with `adk::registry().cache(name)` | the function's path |
 ///
-/// - The default key is every argument but `self`, owned: `&str` becomes `String`, `&T` becomes `T::Owned`, owned
+/// - The default key is every argument, owned: `&str` becomes `String`, `&T` becomes `T::Owned`, owned
 ///   arguments are cloned; each must be `Hash + Eq + Clone + Send + Sync + 'static`, or a compile error names it and
 ///   suggests `key = ...`. The registry's `invalidate(&key)` takes that same tuple, e.g. `&(city.to_owned(), days)`.
+/// - A method with a `self` receiver needs `key = ...`: `self` is never silently left out of a key (two tenants'
+///   clients would share each other's answers). Key on what tells receivers apart,
+///   `key = (self.tenant.clone(), prompt.to_owned())`, or leave `self` out deliberately to share entries among all
+///   of them, `key = prompt.to_owned()`. Without it, the function is a compile error that says so.
 /// - A function returning `Result` (a type named `Result` or `...Result`) caches only `Ok` values: errors pass
 ///   through and the next caller runs the body again. Any other output is cached whole. The cached value must be
 ///   `Clone` (wrap it in an `Arc` otherwise).

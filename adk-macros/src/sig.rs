@@ -44,6 +44,8 @@ pub struct FnInfo {
     pub boxed_future: bool,
     pub receiver: Receiver,
     pub receiver_span: Span,
+    /// The whole receiver (`&self`, `&mut self`, `self: Arc<Self>`), for errors about it; empty without one.
+    pub receiver_tokens: TokenStream,
     pub params: Vec<Param>,
     /// The type of the value the body produces (`Result<T, E>` for most policies); `None` for `()`.
     pub output: Option<Type>,
@@ -57,11 +59,13 @@ impl FnInfo {
         let sig = &mut item.sig;
         let mut receiver = Receiver::None;
         let mut receiver_span = sig.ident.span();
+        let mut receiver_tokens = TokenStream::new();
         let mut params = Vec::new();
         for (index, input) in sig.inputs.iter_mut().enumerate() {
             match input {
                 FnArg::Receiver(r) => {
                     receiver_span = r.span();
+                    receiver_tokens = r.to_token_stream();
                     receiver = match (&r.reference, &r.mutability) {
                         (Some(_), Some(_)) => Receiver::RefMut,
                         (Some(_), None) => Receiver::Ref,
@@ -106,6 +110,7 @@ impl FnInfo {
             boxed_future: false,
             receiver,
             receiver_span,
+            receiver_tokens,
             params,
             output,
             output_span,

@@ -51,6 +51,12 @@ pub fn collect(first: Kind, first_args: TokenStream, attrs: &mut Vec<Attribute>,
             krate_override = crate_override(&args, errors);
         }
         let span = attr.path().segments.last().map_or_else(|| attr.span(), |s| s.ident.span());
+        if attr.path().segments.len() == 1 {
+            // An imported attribute (`use adk::timeout;`) that the stack absorbs would leave its import unused, a
+            // false warning; a marker keeps it applied, and it then returns the function unchanged.
+            let path = attr.path();
+            kept.push(syn::parse_quote!(#[#path(__adk_expanded)]));
+        }
         entries.push(Entry { kind, span, args });
     }
     *attrs = kept;
@@ -86,6 +92,12 @@ fn crate_override(args: &[Arg], errors: &mut Errors) -> Option<syn::Path> {
         }
         _ => None,
     })
+}
+
+/// The arguments of an attribute the stack above it already expanded (see `collect`).
+pub fn is_expanded_marker(args: &TokenStream) -> bool {
+    let mut tokens = args.clone().into_iter();
+    matches!((tokens.next(), tokens.next()), (Some(proc_macro2::TokenTree::Ident(ident)), None) if ident == "__adk_expanded")
 }
 
 /// Whether `key` is the stack-wide `crate` option, which every attribute accepts.

@@ -1,3 +1,4 @@
+#![deny(warnings)]
 #[derive(Debug)]
 pub enum AgentError {
     Failed,

@@ -87,7 +87,24 @@ impl Attribute for Cached {
         self.span
     }
 
-    fn check(&self, _info: &FnInfo, _errors: &mut Errors) {}
+    fn check(&self, info: &FnInfo, errors: &mut Errors) {
+        if info.is_method() && self.key.is_none() {
+            let args: Vec<String> = info.params.iter().map(owned_key_part).collect();
+            let (with_self, without_self) = match args.as_slice() {
+                [] => ("self.id.clone()".to_owned(), "()".to_owned()),
+                [one] => (format!("(self.tenant.clone(), {one})"), one.clone()),
+                many => (format!("(self.tenant.clone(), {})", many.join(", ")), format!("({})", many.join(", "))),
+            };
+            errors.spanned(
+                &info.receiver_tokens,
+                format!(
+                    "#[adk::cached] on a method needs `key = ...`: `self` is not part of the default key, so receivers with different state (tenants, clients) would be served each other's answers\n  \
+                     key on what tells them apart: #[adk::cached(key = {with_self})]\n  \
+                     or share entries across every receiver deliberately: #[adk::cached(key = {without_self})]"
+                ),
+            );
+        }
+    }
 
     fn expand(&self, cx: &Cx, inner: TokenStream) -> TokenStream {
         let k = &cx.krate;
@@ -149,7 +166,7 @@ impl Cached {
                     quote_spanned! {span=>
                         impl<T: #k::__private::cache::CacheKey> __AdkKey for T {
                             type Key = T;
-                            #[inline(always)]
+                            #[inline]
                             fn __adk_key(&self) -> T { ::core::clone::Clone::clone(self) }
                         }
                     },
@@ -163,7 +180,7 @@ impl Cached {
                             <T as ::std::borrow::ToOwned>::Owned: #k::__private::cache::CacheKey,
                         {
                             type Key = <T as ::std::borrow::ToOwned>::Owned;
-                            #[inline(always)]
+                            #[inline]
                             fn __adk_key(&self) -> Self::Key { ::std::borrow::ToOwned::to_owned(self) }
                         }
                     },
@@ -180,5 +197,14 @@ impl Cached {
             }
         });
         quote!((#(#parts,)*))
+    }
+}
+
+/// How an argument appears in a suggested key: owned, as the default key would hold it.
+fn owned_key_part(param: &crate::sig::Param) -> String {
+    let ident = &param.ident;
+    match param.borrow {
+        Borrow::Owned => format!("{ident}.clone()"),
+        Borrow::Shared | Borrow::Unique => format!("{ident}.to_owned()"),
     }
 }
