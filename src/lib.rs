@@ -47,8 +47,19 @@ pub use adk_macros::{bulkhead, cached, circuit_breaker, fallback, observed, rate
 pub use adk_runtime::metrics;
 pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, Registry, registry};
 
-/// The runtime policies, for use without the attributes (builders, registries, metrics).
+/// The runtime policies, for use without the attributes (builders, registries, metrics, deadlines, telemetry,
+/// health).
+#[doc(inline)]
 pub use adk_runtime as runtime;
+
+/// The `prometheus` crate adk records into: `adk::metrics::register_into(&registry)` takes a
+/// `prometheus::Registry` of this version, so use this path rather than a `prometheus` dependency of another version.
+///
+/// ```
+/// let registry = adk::prometheus::Registry::new();
+/// adk::metrics::register_into(&registry).unwrap();
+/// ```
+pub use adk_runtime::prometheus;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

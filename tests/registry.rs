@@ -51,3 +51,28 @@ async fn a_conflict_is_reported_once_even_after_both_functions_run() {
     let breaker = adk::registry().circuit_breaker("registry-test-db").unwrap();
     assert_eq!(breaker.snapshot().calls, 2, "both functions share the first declaration's breaker");
 }
+
+#[adk::circuit_breaker(name = "registry-in-force", min_calls = 5)]
+async fn runs_first() -> Result<u32, DbError> {
+    Ok(1)
+}
+
+#[adk::circuit_breaker(name = "registry-in-force", min_calls = 50)]
+async fn runs_second() -> Result<u32, DbError> {
+    Ok(2)
+}
+
+#[tokio::test]
+async fn a_conflict_names_the_declaration_in_force_once_the_name_is_used() {
+    let conflict = || {
+        adk::registry().conflicts().into_iter().find(|c| c.name == "registry-in-force").expect("reported at start-up")
+    };
+    assert_eq!(conflict().in_force, None, "no function under the name has run");
+    runs_second().await.unwrap();
+    runs_first().await.unwrap();
+    let conflict = conflict();
+    let in_force = conflict.in_force.expect("known once the instance exists");
+    assert!(in_force.settings.contains("min_calls: 50"), "the first to run set the settings: {}", in_force.settings);
+    let declared = [&conflict.first, &conflict.second];
+    assert!(declared.contains(&&in_force), "{in_force:?} is one of {declared:?}");
+}

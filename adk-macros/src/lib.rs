@@ -58,13 +58,20 @@ use attrs::Kind;
 /// | `jitter` / `jitter = "full" \| "equal" \| "decorrelated"` | randomise each wait within `0..=d`, `d/2..=d`, or AWS's decorrelated jitter | none |
 /// | `when = path` | `fn(&E) -> bool`: `true` retries; replaces `Classify` (and its hints) for this function | `Classify::class` |
 /// | `budget = 0.2` | retries may add at most this fraction of calls over 10 s, plus 10 retries a second (tower's `TpsBudget`) | no budget |
-/// | `max_elapsed = "30s"` | no retry starts if its wait would end past this time since the first call | none |
+/// | `max_elapsed = "30s"` | a deadline this long after the first call: no wait ends past it, and the layers below honour it | none |
 ///
 /// Which errors are retried: without `when`, the error type implements [`adk::Classify`]: `Transient` errors are
 /// retried, `Permanent` and `Critical` ones returned at once. A `retry_after` from `Classify` (for example an
 /// `adk::Error::RateLimited` or `CircuitOpen` wrapped in the error, exposed by `Classify::adk_error`) is waited out when
-/// it is longer than the backoff; a hint longer than `max_delay` or the time left under `max_elapsed` returns the
-/// error at once rather than hammering an open breaker or an exhausted quota.
+/// it is longer than the backoff; a hint longer than `max_delay`, or ending after the deadline, returns the error at
+/// once rather than hammering an open breaker or an exhausted quota.
+///
+/// Deadlines: the retry never sleeps past the deadline it runs under, the earlier of `max_elapsed` and an enclosing
+/// `#[timeout]` (the total one above it, or one around an annotated caller awaiting this function; see
+/// `adk::runtime::deadline`). So under `#[timeout("5s")]` a quota refusal or an open breaker whose `retry_after`
+/// ends after those 5 s is returned at once as that refusal (`RateLimited`, `CircuitOpen`: HTTP 429/503), not as a
+/// `Timeout` 5 s later; one ending before the deadline is waited out and retried. With `max_elapsed`, each attempt
+/// runs under the retry's deadline, so a rate limiter's wait or a bulkhead's queue below it is cut to it too.
 ///
 /// Arguments are reused across attempts: `&T` arguments are re-borrowed, `&mut T` re-borrowed mutably, and owned
 /// arguments cloned for each attempt (an owned argument that is not `Clone` is a compile error naming it and suggesting
@@ -72,8 +79,9 @@ use attrs::Kind;
 /// `#[tokio::test(start_paused = true)]` steps through backoffs without sleeping) and return `Result<T, E>`.
 ///
 /// Metrics: `adk_retry_attempts_total{function, outcome}` with outcomes `retried`, `recovered`, `not_retryable`,
-/// `exhausted` (attempts or `max_elapsed` ran out), `retry_after_too_long` and `budget_exhausted` (first-try successes
-/// are plain calls and are not counted here).
+/// `exhausted` (the attempts ran out, or the next wait would end past the deadline), `retry_after_too_long` (the hint
+/// is longer than `max_delay` or ends past the deadline) and `budget_exhausted` (first-try successes are plain calls
+/// and are not counted here). The `function` label is the function's path, with the `Self` type on a method.
 #[proc_macro_attribute]
 pub fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Retry, args.into(), item.into()).into()
@@ -108,6 +116,12 @@ pub fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
 /// The duration is a literal with a unit: `"250ms"`, `"2s"`, `"5m"`, `"1h"`, `"1m30s"`. Placed above `#[retry]` it
 /// bounds the whole call, below it each attempt; both may be given. Requires an `async fn` returning `Result<T, E>`
 /// with `E: From<adk::Error>`. Metric: `adk_timeouts_total{function}`.
+///
+/// The bound is also a deadline for everything inside it, kept in a tokio task-local (`adk::runtime::deadline`) as
+/// gRPC propagates deadlines: `#[retry]` below it never sleeps past it and returns a refusal whose `retry_after`
+/// ends after it at once, a rate limiter's `on_limit = "wait"` and a bulkhead's `max_wait` are cut to it, and
+/// annotated functions awaited inside the body inherit it (an inner deadline is never later than the outer one). A
+/// task spawned inside starts without it.
 #[proc_macro_attribute]
 pub fn timeout(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Timeout, args.into(), item.into()).into()
@@ -259,11 +273,21 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// that caused it. Operators steer a breaker through `adk::registry().circuit_breaker(name)`: `state()`,
 /// `force_open()`, `force_closed()`, `reset()`, `snapshot()`. Two functions declaring one name with different settings
 /// are reported at start-up (the registry's first use) with both call sites, as an `ERROR` event and in
-/// `adk::registry().conflicts()`; the declaration used first stays in force.
+/// `adk::registry().conflicts()`; the first function to run under the name sets its settings, and the conflict's
+/// `in_force` then says which declaration that was.
 ///
-/// Placed below `#[retry]` it sees every attempt; above it, one outcome per logical call. Both are valid.
-/// Metrics: `adk_circuit_breaker_state{breaker}`, `adk_circuit_breaker_transitions_total{breaker,from,to}`,
-/// `adk_circuit_breaker_calls_total{breaker,outcome}`.
+/// The default name is the function's path; on a method with a receiver it includes the `Self` type
+/// (`providers::OpenAi::complete`), so `OpenAi::complete` and `Anthropic::complete` never share a breaker. Give
+/// `name` to share one deliberately (one breaker per provider, across its functions).
+///
+/// Placed below `#[retry]` it sees every attempt; above it, one outcome per logical call. Both are valid. Under a
+/// total `#[timeout]`, a retry facing an open breaker waits out its `retry_after` only when that ends before the
+/// deadline, and otherwise returns `CircuitOpen` at once.
+///
+/// Metrics: `adk_circuit_breaker_state{breaker}` (a gauge: 0 closed, 1 open, 2 half open),
+/// `adk_circuit_breaker_transitions_total{breaker,from,to}` (`from`/`to`: `closed`, `open`, `half_open`),
+/// `adk_circuit_breaker_calls_total{breaker,outcome}` (`success`, `failure`, `slow_success`, `slow_failure`,
+/// `ignored` for errors that do not count, `rejected` for calls refused while open).
 #[proc_macro_attribute]
 pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::CircuitBreaker, args.into(), item.into()).into()
@@ -291,7 +315,9 @@ pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `max_concurrent` is required (at least 1). Functions naming the same bulkhead share its slots. A cancelled call
 /// (its future dropped, also while waiting) gives its slot back. Place it below `#[retry]`: above it, a call would hold
-/// its slot through the backoff waits (a warning). Metrics: `adk_bulkhead_in_use{bulkhead}`,
+/// its slot through the backoff waits (a warning). A wait is cut to the deadline of an enclosing `#[timeout]` or
+/// `max_elapsed`. The default name is the function's path (with the `Self` type on a method). Metrics:
+/// `adk_bulkhead_in_use{bulkhead}` (a gauge: slots held now, 0 to `max_concurrent`),
 /// `adk_bulkhead_rejections_total{bulkhead}`.
 #[proc_macro_attribute]
 pub fn bulkhead(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -338,9 +364,17 @@ pub fn bulkhead(args: TokenStream, item: TokenStream) -> TokenStream {
 /// A refusal is `adk::Error::RateLimited { retry_after, limit, remaining, reset, .. }`, with `retry_after` the exact
 /// time until the call would be admitted; a `cost` larger than the burst can never be admitted and is refused with the
 /// permanent `adk::Error::CostAboveLimit`. Per-key state of idle keys is evicted by the runtime, so memory stays bounded
-/// under millions of keys; the key is never a metric label. Place a provider's quota below `#[retry]` so each attempt
-/// spends a permit, as provider quotas do; a per-user quota usually belongs above `#[retry]` (one permit per question,
-/// so a provider failure's retry is not refused by the user's own quota). Metric: `adk_rate_limit_decisions_total{limiter,decision}`.
+/// under millions of keys; the key is never a metric label.
+///
+/// Where it goes: a provider's quota below `#[retry]`, so each attempt spends a permit, as the provider counts them; a
+/// per-user quota above `#[retry]` (below `#[cached]`, so a hit spends nothing): one permit per question, so a
+/// provider failure's retry is neither charged to the user nor refused by their own quota, and an over-quota user is
+/// answered at once. Under a total `#[timeout]`, `on_limit = "wait"` never waits past its deadline, and a retry above
+/// the limiter returns a `RateLimited` whose `retry_after` ends after the deadline at once.
+///
+/// The default name is the function's path (with the `Self` type on a method); `name` shares one limiter. Metrics:
+/// `adk_rate_limit_decisions_total{limiter,decision}` (`admitted`, `delayed` for admitted after waiting, `refused`),
+/// `adk_rate_limit_keys{limiter}` (a gauge: keys whose state the limiter holds).
 #[proc_macro_attribute]
 pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::RateLimited, args.into(), item.into()).into()
@@ -379,7 +413,8 @@ pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Metrics: `adk_calls_total{function,outcome}` (outcome `ok`, `error`, or `cancelled` for a dropped future),
 /// `adk_call_duration_seconds{function}` (buckets from 5 ms to 5 min, for LLM and service calls),
-/// `adk_calls_in_flight{function}`; handles are resolved once per function, so a call touches only atomics. The span
+/// `adk_calls_in_flight{function}` (a gauge: calls running now); `function` is the function's path, with the `Self`
+/// type on a method (`agent::OpenAi::complete`). Handles are resolved once per function, so a call touches only atomics. The span
 /// carries `otel.status_code`, so failed calls are marked failed when exported to OpenTelemetry. Unlike
 /// `#[instrument]`, `self` is not recorded unless named in `fields`. Put it first (outermost): one span and one
 /// histogram observation per logical call, retries included.

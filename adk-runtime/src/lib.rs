@@ -24,4 +24,6 @@ pub mod macro_support;
 
 pub use circuit_breaker::CircuitState;
 pub use error::{Classify, Error, ErrorClass};
+/// The `prometheus` crate the metrics are recorded with, for [`metrics::register_into`].
+pub use prometheus;
 pub use registry::{Registry, registry};

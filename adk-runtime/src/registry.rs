@@ -167,19 +167,43 @@ impl Registry {
             sites.sort();
             sites
         };
-        // Found at start-up and again when the second declaration is first used: report it once.
-        if conflicts.iter().any(|c| c.kind == conflict.kind && c.name == conflict.name && sites(c) == sites(&conflict))
+        // Found at start-up and again when the second declaration is first used: report it once, keeping what the
+        // later report knows of the declaration in force.
+        if let Some(known) = conflicts
+            .iter_mut()
+            .find(|c| c.kind == conflict.kind && c.name == conflict.name && sites(c) == sites(&conflict))
         {
+            if known.in_force.is_none() {
+                known.in_force = conflict.in_force;
+            }
             return;
         }
-        tracing::error!(
-            kind = conflict.kind,
-            name = %conflict.name,
-            first = %conflict.first,
-            second = %conflict.second,
-            "one name declared with different settings; the first declaration is used"
-        );
+        match &conflict.in_force {
+            Some(in_force) => tracing::error!(
+                kind = conflict.kind,
+                name = %conflict.name,
+                first = %conflict.first,
+                second = %conflict.second,
+                in_force = %in_force,
+                "one name declared with different settings; the instance has the settings of the first to run"
+            ),
+            None => tracing::error!(
+                kind = conflict.kind,
+                name = %conflict.name,
+                first = %conflict.first,
+                second = %conflict.second,
+                "one name declared with different settings; the first function to run under it sets them"
+            ),
+        }
         conflicts.push(conflict);
+    }
+
+    /// Records which declaration created the instance called `name`, for the conflicts found at start-up.
+    fn note_in_force(&self, kind: &'static str, name: &str, declaration: &Declaration) {
+        let mut conflicts = self.conflicts.write().unwrap_or_else(|e| e.into_inner());
+        for conflict in conflicts.iter_mut().filter(|c| c.kind == kind && c.name == name && c.in_force.is_none()) {
+            conflict.in_force = Some(declaration.clone());
+        }
     }
 
     /// Compares every declaration the program links in (each named policy registers one at start-up), so two
@@ -194,6 +218,7 @@ impl Registry {
                     name: name.to_owned(),
                     first: first.clone(),
                     second: declaration,
+                    in_force: None,
                 }),
                 Some(_) => {}
                 None => {
@@ -233,10 +258,13 @@ pub struct Conflict {
     pub kind: &'static str,
     /// The shared name.
     pub name: String,
-    /// The declaration in force.
+    /// One declaration (at start-up, the first the program links; at run time, the one that created the instance).
     pub first: Declaration,
-    /// The declaration that disagreed with it.
+    /// A declaration that disagreed with it.
     pub second: Declaration,
+    /// The declaration whose settings the shared instance has: the first function to run under the name created it
+    /// with its own. `None` while no function using the name has run (a conflict found at start-up).
+    pub in_force: Option<Declaration>,
 }
 
 /// Instances of one kind by name. Looked up when a function first runs (its handle is then kept in a `static`), and by
@@ -264,6 +292,7 @@ impl<T: ?Sized> Named<T> {
             return instance.clone();
         }
         let instance = make();
+        registry().note_in_force(self.kind, name, &declaration);
         entries.insert(name.to_owned(), (declaration, instance.clone()));
         instance
     }
@@ -294,6 +323,7 @@ impl<T: ?Sized> Named<T> {
                 name: name.to_owned(),
                 first: first.clone(),
                 second: second.clone(),
+                in_force: Some(first.clone()),
             });
         }
     }
@@ -314,6 +344,7 @@ mod tests {
         assert_eq!(*c, 1, "the first declaration stays in force");
         let conflict = registry().conflicts().into_iter().find(|c| c.name == "shared-x").expect("reported");
         assert_eq!((conflict.first.call_site, conflict.second.call_site), ("a.rs:1", "c.rs:3"));
+        assert_eq!(conflict.in_force.map(|d| d.call_site), Some("a.rs:1"));
         assert_eq!(named.names(), ["shared-x"]);
         assert!(named.get("missing").is_none());
     }

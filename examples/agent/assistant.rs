@@ -11,10 +11,10 @@ pub struct User {
 
 /// The name of the per-user limiter, as refusals report it.
 pub const USER_QUOTA: &str = "user-quota";
-/// The `function` label of `answer` in adk's metrics.
-pub const ANSWER: &str = concat!(module_path!(), "::answer");
+/// The `function` label of `answer` in adk's metrics: a method's path includes its type.
+pub const ANSWER: &str = concat!(module_path!(), "::Assistant::answer");
 /// The `function` label of the fallback.
-pub const ANSWER_CHEAPLY: &str = concat!(module_path!(), "::answer_cheaply");
+pub const ANSWER_CHEAPLY: &str = concat!(module_path!(), "::Assistant::answer_cheaply");
 
 pub struct Assistant {
     pub client: ChatClient,
@@ -32,22 +32,25 @@ impl Assistant {
     /// - `cached`: repeated prompts are answered from memory, whoever asks; hits spend no quota. Fallback answers are
     ///   not cached (the cache is below the fallback), so the large model answers once it is back;
     /// - `timeout("10s")`: the most a question may take before the fallback steps in;
+    /// - `rate_limited` per user, above `retry`: one permit per question, not per attempt, so a provider failure's
+    ///   retry is neither charged to the user nor refused by their quota, and an over-quota user is told at once
+    ///   (HTTP 429) and never spends a permit of the quota everyone shares;
     /// - `retry`: transient failures (5xx, 429, timeouts, resets) again, with jittered backoff; a `retry_after` longer
-    ///   than `max_delay` (an open breaker, an exhausted quota) ends the retries at once. The user's own quota is
-    ///   classified permanent (see `AgentError`'s `Classify`), so it is not retried either;
+    ///   than `max_delay` or past the total timeout's deadline (an open breaker, an exhausted quota) ends the
+    ///   retries at once, with that refusal;
     /// - `circuit_breaker`: one breaker per provider; it sees every attempt, counts 5xx and timeouts, not 429s, and
     ///   opens when half of the last 20 attempts failed;
-    /// - `rate_limited` per user, then per provider: the per-user check comes first so an over-quota user never
-    ///   spends a permit of the quota everyone shares. The provider quota waits (up to 1 s) rather than refusing;
+    /// - `rate_limited` per provider, below the breaker: every attempt spends a permit, as the provider counts them;
+    ///   it waits (up to 1 s, and never past the deadline) rather than refusing;
     /// - `bulkhead`: at most 16 requests in flight to the provider;
     /// - `timeout("4s")`: the most one attempt may take.
     #[adk::observed(skip(user), fields(user = user.name), err(level = "info"))]
     #[adk::fallback(answer_cheaply, on = worth_falling_back)]
     #[adk::cached(ttl = "10m", max_entries = 1_000, key = prompt.to_owned(), name = "answers")]
     #[adk::timeout("10s")]
+    #[adk::rate_limited(name = "user-quota", rpm = 40, burst = 6, key = user.id)]
     #[adk::retry(attempts = 3, backoff = "exponential", base = "200ms", max_delay = "1s", jitter)]
     #[adk::circuit_breaker(name = "provider", min_calls = 10, window = 20, open_for = "2s", half_open_calls = 3)]
-    #[adk::rate_limited(name = "user-quota", rpm = 40, burst = 6, key = user.id)]
     #[adk::rate_limited(name = "provider-quota", rps = 12, burst = 8, on_limit = "wait", max_wait = "1s")]
     #[adk::bulkhead(max_concurrent = 16, max_wait = "1s", name = "provider-connections")]
     #[adk::timeout("4s")]

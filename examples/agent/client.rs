@@ -14,8 +14,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
-use crate::assistant::USER_QUOTA;
-
 /// Why an answer could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -42,8 +40,6 @@ impl adk::Classify for AgentError {
     fn class(&self) -> adk::ErrorClass {
         match self {
             AgentError::Rejected { .. } => adk::ErrorClass::Permanent,
-            // The user's own quota: tell them now rather than hold their question until it refills.
-            AgentError::Adk(adk::Error::RateLimited { name, .. }) if name == USER_QUOTA => adk::ErrorClass::Permanent,
             AgentError::Provider { .. } | AgentError::Transport(_) => adk::ErrorClass::Transient,
             AgentError::Throttled { throttle: e } | AgentError::Adk(e) => e.class(),
         }
