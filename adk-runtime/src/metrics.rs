@@ -2,12 +2,15 @@
 //!
 //! Label values are bounded: function names, instance names and outcomes, never a user key or an argument. Policies
 //! resolve their labelled handles once (when their `static` state is built), so a call touches only atomics.
+//!
+//! [`Registry::reset`](crate::Registry::reset) zeroes the counters and histograms through [`reset`], keeping every
+//! series and so every handle a policy holds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Buckets for calls to LLMs and services: milliseconds to minutes.
@@ -20,7 +23,9 @@ pub const DURATION_BUCKETS: &[f64] =
 pub struct Families {
     /// `adk_calls_total{function,outcome}`
     pub calls_total: IntCounterVec,
-    /// `adk_call_duration_seconds{function}`
+    /// `adk_call_duration_seconds{function}`. After [`Registry::reset`](crate::Registry::reset), the exposition
+    /// ([`render`], [`registry`], [`register_into`]) shows each series net of what it held at the reset; a handle read
+    /// directly still counts from the start.
     pub call_duration_seconds: HistogramVec,
     /// `adk_calls_in_flight{function}`
     pub calls_in_flight: IntGaugeVec,
@@ -53,7 +58,10 @@ pub struct Families {
     pub fallbacks_total: IntCounterVec,
     /// The call families of functions with constant labels, one set per distinct label set.
     labelled_calls: LabelledCalls,
+    histogram_baselines: HistogramBaselines,
     registry: Registry,
+    /// Also the lock under which instances fold their own counts into their series, and under which [`reset`] makes
+    /// them forget those counts, so a reset never lands between a refresh reading counts and adding them.
     refreshers: Mutex<Vec<Weak<dyn Refresh>>>,
 }
 
@@ -62,12 +70,16 @@ pub struct Families {
 pub(crate) trait Refresh: Send + Sync {
     /// Brings the instance's metric handles up to date.
     fn refresh(&self);
+
+    /// Forgets the counts kept so far, as the metrics are reset: the next refresh counts from zero. Nothing to do
+    /// for an instance whose refresh only mirrors live state.
+    fn rebase(&self) {}
 }
 
 /// Has `instance` refreshed before every gathering of `adk_circuit_breaker_calls_total` or `adk_bulkhead_in_use`,
 /// whichever registry gathers them.
 pub(crate) fn refresh_before_gathering(instance: Weak<dyn Refresh>) {
-    families().refreshers.lock().unwrap_or_else(|e| e.into_inner()).push(instance);
+    families().lock_refreshers().push(instance);
 }
 
 /// A family whose values some instances keep elsewhere until it is gathered.
@@ -79,7 +91,7 @@ impl<C: Collector> Collector for Refreshed<C> {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let mut refreshers = families().refreshers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refreshers = families().lock_refreshers();
         refreshers.retain(|instance| match instance.upgrade() {
             Some(instance) => {
                 instance.refresh();
@@ -112,6 +124,49 @@ pub fn render() -> String {
         tracing::error!(%error, "encoding metrics failed");
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Zeroes every counter and histogram adk records, keeping every series (and so the handles policies resolved once).
+/// Gauges are left as they are: each mirrors live state (calls and permits in flight, a breaker's state, the entries
+/// and keys held) and is published from that state, by the instances' own reset or at the next gathering. Counts
+/// made by calls running during the reset may land on either side of it.
+pub(crate) fn reset() {
+    let families = families();
+    let refreshers = families.lock_refreshers();
+    for instance in refreshers.iter().filter_map(Weak::upgrade) {
+        instance.rebase();
+    }
+    crate::rate_limit::rebase_metrics();
+    for family in families.counters() {
+        zero_counters(family);
+    }
+    let labelled = families.labelled_calls.all();
+    let mut histograms = families.call_duration_seconds.collect();
+    for calls in &labelled {
+        zero_counters(&calls.calls_total);
+        histograms.extend(calls.call_duration_seconds.collect());
+    }
+    families.histogram_baselines.record(&histograms);
+    drop(refreshers);
+}
+
+/// Sets every series of `family` back to 0 through its own handle. Removing the series instead would leave the
+/// handles policies hold counting into series nobody gathers.
+fn zero_counters(family: &IntCounterVec) {
+    let Some(desc) = family.desc().into_iter().next() else { return };
+    for collected in family.collect() {
+        for metric in collected.get_metric() {
+            // Constant labels are in the collected series too: pick the variable ones, in their declared order.
+            let values: Vec<&str> = desc
+                .variable_labels
+                .iter()
+                .map(|name| metric.get_label().iter().find(|pair| pair.name() == name).map_or("", |pair| pair.value()))
+                .collect();
+            if let Ok(counter) = family.get_metric_with_label_values(&values) {
+                counter.reset();
+            }
+        }
+    }
 }
 
 /// adk's own registry, for users who gather it alongside theirs (or use [`register_into`]).
@@ -185,6 +240,7 @@ impl Families {
                 &["function"],
             ),
             labelled_calls: LabelledCalls::default(),
+            histogram_baselines: HistogramBaselines::default(),
             registry: Registry::new(),
             refreshers: Mutex::new(Vec::new()),
         };
@@ -197,7 +253,7 @@ impl Families {
     fn collectors(&self) -> Vec<Box<dyn Collector>> {
         vec![
             Box::new(self.calls_total.clone()),
-            Box::new(self.call_duration_seconds.clone()),
+            Box::new(Rebased(self.call_duration_seconds.clone())),
             Box::new(self.calls_in_flight.clone()),
             Box::new(RefreshedBeforeGather {
                 collectors: vec![
@@ -217,8 +273,28 @@ impl Families {
             Box::new(self.bulkhead_rejections_total.clone()),
             Box::new(self.timeouts_total.clone()),
             Box::new(self.fallbacks_total.clone()),
-            Box::new(self.labelled_calls.clone()),
+            Box::new(Rebased(self.labelled_calls.clone())),
         ]
+    }
+
+    /// Every counter family, for [`reset`].
+    fn counters(&self) -> [&IntCounterVec; 10] {
+        [
+            &self.calls_total,
+            &self.rate_limit_decisions_total,
+            &self.circuit_breaker_transitions_total,
+            &self.circuit_breaker_calls_total,
+            &self.retry_attempts_total,
+            &self.cache_requests_total,
+            &self.cache_evictions_total,
+            &self.bulkhead_rejections_total,
+            &self.timeouts_total,
+            &self.fallbacks_total,
+        ]
+    }
+
+    fn lock_refreshers(&self) -> MutexGuard<'_, Vec<Weak<dyn Refresh>>> {
+        self.refreshers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The call families (`adk_calls_total`, `adk_call_duration_seconds`, `adk_calls_in_flight`) for functions
@@ -249,9 +325,103 @@ impl Collector for RefreshedBeforeGather {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
+        let refreshing = families().lock_refreshers();
         (self.refresh)();
+        drop(refreshing);
         self.collectors.iter().flat_map(|collector| collector.collect()).collect()
     }
+}
+
+/// Families holding histograms, exposed net of what each series held at the last [`reset`].
+struct Rebased<C>(C);
+
+impl<C: Collector> Collector for Rebased<C> {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut collected = self.0.collect();
+        families().histogram_baselines.subtract(&mut collected);
+        collected
+    }
+}
+
+/// What each histogram series held at the last [`reset`]. A Prometheus histogram cannot be zeroed, and the series
+/// functions observe into must stay the ones exposed, so a reset records the values and the exposition subtracts
+/// them: the per-call path is left as it is.
+#[derive(Debug, Default)]
+struct HistogramBaselines {
+    by_series: Mutex<HashMap<SeriesKey, HistogramValues>>,
+}
+
+/// A family's name and a series' label pairs, as collected.
+type SeriesKey = (String, Vec<(String, String)>);
+
+#[derive(Debug)]
+struct HistogramValues {
+    count: u64,
+    sum: f64,
+    /// Cumulative, bucket by bucket.
+    buckets: Vec<u64>,
+}
+
+impl HistogramBaselines {
+    /// Takes the histograms among `collected` as the new zero.
+    fn record(&self, collected: &[MetricFamily]) {
+        let mut by_series = self.by_series.lock().unwrap_or_else(|e| e.into_inner());
+        by_series.clear();
+        for family in collected.iter().filter(|family| family.get_field_type() == MetricType::HISTOGRAM) {
+            for metric in family.get_metric() {
+                let histogram = metric.get_histogram();
+                let values = HistogramValues {
+                    count: histogram.get_sample_count(),
+                    sum: histogram.get_sample_sum(),
+                    buckets: histogram.get_bucket().iter().map(|bucket| bucket.cumulative_count()).collect(),
+                };
+                by_series.insert(series_key(family, metric), values);
+            }
+        }
+    }
+
+    fn subtract(&self, collected: &mut [MetricFamily]) {
+        let by_series = self.by_series.lock().unwrap_or_else(|e| e.into_inner());
+        if by_series.is_empty() {
+            return;
+        }
+        for family in collected.iter_mut().filter(|family| family.get_field_type() == MetricType::HISTOGRAM) {
+            let name = family.name().to_owned();
+            for metric in family.mut_metric() {
+                let Some(base) = by_series.get(&(name.clone(), label_pairs(metric))) else { continue };
+                let mut histogram = proto::Histogram::clone(metric.get_histogram());
+                let count = histogram.get_sample_count().saturating_sub(base.count);
+                // Without observations since the reset the sum is exactly 0, not a rounding error away from it.
+                let sum = if count == 0 { 0.0 } else { histogram.get_sample_sum() - base.sum };
+                let buckets = histogram
+                    .get_bucket()
+                    .iter()
+                    .zip(base.buckets.iter().chain(std::iter::repeat(&0)))
+                    .map(|(bucket, &base)| {
+                        let mut bucket = bucket.clone();
+                        bucket.set_cumulative_count(bucket.cumulative_count().saturating_sub(base));
+                        bucket
+                    })
+                    .collect();
+                histogram.set_sample_count(count);
+                histogram.set_sample_sum(sum);
+                histogram.set_bucket(buckets);
+                metric.set_histogram(histogram);
+            }
+        }
+    }
+}
+
+fn series_key(family: &MetricFamily, metric: &proto::Metric) -> SeriesKey {
+    (family.name().to_owned(), label_pairs(metric))
+}
+
+fn label_pairs(metric: &proto::Metric) -> Vec<(String, String)> {
+    metric.get_label().iter().map(|pair| (pair.name().to_owned(), pair.value().to_owned())).collect()
 }
 
 /// The three families an observed function records into.
@@ -286,6 +456,11 @@ struct LabelledCalls {
 type LabelSet = Vec<(String, String)>;
 
 impl LabelledCalls {
+    /// The families of every label set so far.
+    fn all(&self) -> Vec<CallFamilies> {
+        self.by_labels.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
     fn families(&self, labels: &[(&str, &str)]) -> Result<CallFamilies, InvalidLabel> {
         let mut key: LabelSet = Vec::with_capacity(labels.len());
         for &(name, value) in labels {
@@ -367,5 +542,68 @@ mod tests {
         register_into(&mine).unwrap();
         let names: Vec<String> = mine.gather().iter().map(|f| f.name().to_owned()).collect();
         assert!(names.contains(&"adk_fallbacks_total".to_owned()), "{names:?}");
+    }
+
+    #[test]
+    fn zeroing_a_counter_family_keeps_the_handles_counting_into_the_exposed_series() {
+        let constant = HashMap::from([("team".to_owned(), "search".to_owned())]);
+        let family =
+            IntCounterVec::new(Opts::new("zeroed_total", "zeroed").const_labels(constant), &["function", "outcome"])
+                .unwrap();
+        let held = family.with_label_values(&["f", "ok"]);
+        held.inc_by(3);
+        family.with_label_values(&["g", "error"]).inc();
+        zero_counters(&family);
+        assert_eq!((held.get(), family.with_label_values(&["g", "error"]).get()), (0, 0));
+        held.inc();
+        let exposed = family.collect()[0].get_metric().iter().map(|m| m.get_counter().get_value()).sum::<f64>();
+        assert_eq!(exposed, 1.0, "the handle resolved before the reset is still the series gathered");
+    }
+
+    #[test]
+    fn histograms_are_exposed_net_of_what_they_held_at_the_reset() {
+        let family =
+            HistogramVec::new(HistogramOpts::new("rebased_seconds", "rebased").buckets(vec![1.0, 10.0]), &["function"])
+                .unwrap();
+        let held = family.with_label_values(&["f"]);
+        for seconds in [0.5, 5.0, 50.0] {
+            held.observe(seconds);
+        }
+        let baselines = HistogramBaselines::default();
+        baselines.record(&family.collect());
+        let exposed = |baselines: &HistogramBaselines| {
+            let mut collected = family.collect();
+            baselines.subtract(&mut collected);
+            let histogram = proto::Histogram::clone(collected[0].get_metric()[0].get_histogram());
+            let buckets: Vec<u64> = histogram.get_bucket().iter().map(|b| b.cumulative_count()).collect();
+            (histogram.get_sample_count(), histogram.get_sample_sum(), buckets)
+        };
+        assert_eq!(exposed(&baselines), (0, 0.0, vec![0, 0]));
+        held.observe(2.0);
+        assert_eq!(exposed(&baselines), (1, 2.0, vec![0, 1]));
+        assert_eq!(held.get_sample_count(), 4, "the handle itself still counts from the start");
+        family.with_label_values(&["g"]).observe(0.1);
+        let mut collected = family.collect();
+        baselines.subtract(&mut collected);
+        let fresh = collected[0].get_metric().iter().find(|m| m.get_label()[0].value() == "g").unwrap();
+        assert_eq!(fresh.get_histogram().get_sample_count(), 1, "a series born after the reset is untouched");
+    }
+
+    #[test]
+    fn every_counter_family_is_zeroed_by_a_reset() {
+        let families = families();
+        let zeroed: Vec<&str> =
+            families.counters().iter().flat_map(|family| family.desc()).map(|desc| desc.fq_name.as_str()).collect();
+        let collectors = families.collectors();
+        let counters: Vec<&str> = collectors
+            .iter()
+            .flat_map(|collector| collector.desc())
+            .map(|desc| desc.fq_name.as_str())
+            .filter(|name| name.ends_with("_total"))
+            .collect();
+        assert!(!counters.is_empty());
+        for name in counters {
+            assert!(zeroed.contains(&name), "{name} is not zeroed by a reset");
+        }
     }
 }

@@ -155,6 +155,77 @@ impl Registry {
         self.rate_limiters.names()
     }
 
+    /// Puts every named instance back in its initial state and zeroes the metrics adk records, keeping the instances
+    /// themselves, so functions holding them in `static`s go on working (and recording) after it. Made for test
+    /// suites, where one process runs many tests against the same process-wide instances.
+    ///
+    /// - **Circuit breakers**: closed, with a fresh window and the initial `open_for`, forced states released. Calls
+    ///   admitted before the reset that then fail are not recorded in the fresh window.
+    /// - **Rate limiters**: every key forgotten, the shared state too: a full quota for everyone
+    ///   ([`RateLimiter::reset`]).
+    /// - **Caches**: every entry invalidated; a value being computed meanwhile still answers its callers but is not
+    ///   stored ([`CacheHandle::invalidate_all`]).
+    /// - **Bulkheads**: their slots are the calls in flight, so they are left alone. A call holding a slot keeps it
+    ///   and frees it when it ends, a call waiting for one keeps waiting, and `in_use` and `waiting` go on counting
+    ///   them; only the count of refusals (`adk_bulkhead_rejections_total`) starts again from 0.
+    /// - **Metrics**: every counter and histogram starts again from 0, with its series and labels kept. Gauges mirror
+    ///   live state and stay true to it: `adk_calls_in_flight` and `adk_bulkhead_in_use` go on counting the calls
+    ///   still running (zeroed, they would drop below 0 as those calls end), `adk_circuit_breaker_state` shows the
+    ///   closed breakers, `adk_cache_entries` and `adk_rate_limit_keys` the emptied caches and limiters.
+    ///
+    /// Declarations, and [`conflicts`](Self::conflicts) among them, are kept. Calls running during the reset may be
+    /// counted on either side of it.
+    ///
+    /// Rust runs the tests of one binary in parallel threads by default, and the reset is process-wide: it also
+    /// resets the breakers, quotas, caches and counters of the tests running at that moment, whatever their names.
+    /// Reset between tests that run one at a time (`--test-threads=1`, or a lock every test of the binary takes);
+    /// tests left to run in parallel stay apart without a reset, each with instance names of its own, looking only
+    /// at its own series.
+    ///
+    /// ```
+    /// use adk_runtime::{CircuitState, registry};
+    /// use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
+    /// use adk_runtime::rate_limit::{Quota, RateLimitPolicy};
+    ///
+    /// static PAYMENTS: CircuitBreakerPolicy =
+    ///     CircuitBreakerPolicy::new("doc-reset-payments", "a.rs:1", CircuitBreakerConfig::new());
+    /// static QUOTA: RateLimitPolicy =
+    ///     RateLimitPolicy::new("doc::charge", "a.rs:2", Quota::per_minute(1)).with_name("doc-reset-quota");
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// // One test leaves the breaker open and the quota spent...
+    /// PAYMENTS.breaker().force_open();
+    /// assert!(QUOTA.limiter().check().is_ok());
+    /// assert!(QUOTA.limiter().check().is_err());
+    ///
+    /// // ...and the next one starts from scratch, with the same statics.
+    /// registry().reset();
+    /// assert_eq!(PAYMENTS.breaker().state(), CircuitState::Closed);
+    /// assert!(QUOTA.limiter().check().is_ok());
+    /// let metrics = adk_runtime::metrics::render();
+    /// assert!(metrics.contains(r#"adk_rate_limit_decisions_total{decision="refused",limiter="doc-reset-quota"} 0"#));
+    /// assert!(metrics.contains(r#"adk_rate_limit_decisions_total{decision="admitted",limiter="doc-reset-quota"} 1"#));
+    /// # });
+    /// ```
+    ///
+    /// [`RateLimiter::reset`]: crate::rate_limit::RateLimiter::reset
+    pub fn reset(&self) {
+        self.reset_instances();
+        crate::metrics::reset();
+    }
+
+    fn reset_instances(&self) {
+        for breaker in self.circuit_breakers.all() {
+            breaker.reset();
+        }
+        for limiter in self.rate_limiters.all() {
+            limiter.reset();
+        }
+        for cache in self.caches.all() {
+            CacheHandle::new(cache).invalidate_all();
+        }
+    }
+
     /// Declarations of one name with different settings, in the order they were found.
     pub fn conflicts(&self) -> Vec<Conflict> {
         self.conflicts.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -347,5 +418,49 @@ mod tests {
         assert_eq!(conflict.in_force.map(|d| d.call_site), Some("a.rs:1"));
         assert_eq!(named.names(), ["shared-x"]);
         assert!(named.get("missing").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_returns_every_instance_to_its_first_state_and_keeps_the_instances() {
+        use crate::CircuitState;
+        use crate::bulkhead::Bulkhead;
+        use crate::cache::CachePolicy;
+        use crate::circuit_breaker::CircuitBreakerConfig;
+        use crate::rate_limit::Quota;
+
+        // A registry of its own: resetting the process-wide one would reset the other tests' instances.
+        let registry = Registry::new();
+        let decl = || Declaration { call_site: "registry.rs:1", settings: String::new() };
+        let breaker = registry.circuit_breakers.declare("reset-breaker", decl(), || {
+            CircuitBreaker::new("registry::tests::reset-breaker", CircuitBreakerConfig::new())
+        });
+        let limiter = registry.rate_limiters.declare("reset-limiter", decl(), || {
+            RateLimiter::new("registry::tests::reset-limiter", Quota::per_minute(1))
+        });
+        let cache = registry.caches.declare("reset-cache", decl(), || {
+            Arc::new(NamedCache::new("registry::tests::reset-cache", CachePolicy::new("f", "registry.rs:1").settings()))
+        });
+        let bulkhead = registry
+            .bulkheads
+            .declare("reset-bulkhead", decl(), || Bulkhead::new("registry::tests::reset-bulkhead", 1));
+
+        breaker.force_open();
+        limiter.check_key("alice").unwrap();
+        assert!(limiter.check_key("alice").is_err());
+        let store = cache.store::<u64, u64>();
+        store.insert(7, 49, store.epoch());
+        let held = bulkhead.try_acquire().unwrap();
+
+        registry.reset_instances();
+
+        assert_eq!((breaker.state(), breaker.is_forced()), (CircuitState::Closed, false));
+        assert!(limiter.check_key("alice").is_ok());
+        assert_eq!(registry.cache("reset-cache").unwrap().len(), 0);
+        assert_eq!(bulkhead.in_use(), 1, "a call in flight keeps its slot");
+        assert!(bulkhead.try_acquire().is_err(), "and the bound still counts it");
+        drop(held);
+        assert_eq!(bulkhead.in_use(), 0);
+        let same = |a: &Arc<CircuitBreaker>| Arc::ptr_eq(a, &registry.circuit_breaker("reset-breaker").unwrap());
+        assert!(same(&breaker), "the instances are kept");
     }
 }

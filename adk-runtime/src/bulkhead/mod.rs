@@ -162,7 +162,7 @@ struct Slots {
 }
 
 impl Bulkhead {
-    fn new(name: &str, max_concurrent: usize) -> Arc<Self> {
+    pub(crate) fn new(name: &str, max_concurrent: usize) -> Arc<Self> {
         let families = metrics::families();
         let bulkhead = Arc::new(Bulkhead {
             slots: Slots { in_use: AtomicUsize::new(0), waiting: AtomicUsize::new(0) },

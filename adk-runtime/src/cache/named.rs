@@ -158,6 +158,22 @@ impl CacheHandle {
         }
     }
 
+    /// The same as [`invalidate_all`](Self::invalidate_all): a cache's state is its entries. Named as the other
+    /// handles' resets are, for code that resets instances by kind.
+    ///
+    /// ```
+    /// use adk_runtime::cache::CachePolicy;
+    ///
+    /// static SESSIONS: CachePolicy = CachePolicy::new("doc::session", "doc.rs:1").with_name("doc-reset-sessions");
+    /// SESSIONS.insert(1_u64, "token".to_owned());
+    /// let sessions = SESSIONS.handle();
+    /// sessions.reset();
+    /// assert!(sessions.is_empty());
+    /// ```
+    pub fn reset(&self) {
+        self.invalidate_all();
+    }
+
     /// Entries held, including expired ones not yet reclaimed.
     pub fn len(&self) -> usize {
         self.named.each_store().iter().map(|store| store.len()).sum()

@@ -122,7 +122,7 @@ pub struct WindowSnapshot {
 }
 
 impl CircuitBreaker {
-    pub(super) fn new(name: &str, config: CircuitBreakerConfig) -> Arc<Self> {
+    pub(crate) fn new(name: &str, config: CircuitBreakerConfig) -> Arc<Self> {
         let base = Instant::now();
         let window = Window::new(config.window(), config.min_calls(), base);
         let breaker = Arc::new(CircuitBreaker {
@@ -247,7 +247,8 @@ impl CircuitBreaker {
         self.transition(&mut control, self.state.0.load(Acquire), CLOSED | FORCED, None);
     }
 
-    /// Back to closed with an empty window and the initial `open_for`, releasing a forced state.
+    /// Back to closed with an empty window and the initial `open_for`, releasing a forced state. Calls admitted before
+    /// the reset that then fail, or are slow, are not recorded in the fresh window.
     ///
     /// ```
     /// # use adk_runtime::{CircuitState, circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy}};
@@ -524,11 +525,15 @@ impl fmt::Debug for CircuitBreaker {
 
 impl Refresh for CircuitBreaker {
     fn refresh(&self) {
-        let successes = self.window.successes();
+        let successes = self.window.successes().saturating_sub(self.metrics.successes_before_reset.load(Relaxed));
         let reported = self.metrics.success.get();
         if successes > reported {
             self.metrics.success.inc_by(successes - reported);
         }
+    }
+
+    fn rebase(&self) {
+        self.metrics.successes_before_reset.store(self.window.successes(), Relaxed);
     }
 }
 
@@ -630,6 +635,9 @@ struct BreakerMetrics {
     transitions: [[IntCounter; 3]; 3],
     /// Brought up to date from the window's stripes when metrics are gathered.
     success: IntCounter,
+    /// The stripes' total when the metrics were last reset, which `success` counts from. Read and written only under
+    /// the metrics' refresh lock, which orders it.
+    successes_before_reset: AtomicU64,
     failure: IntCounter,
     slow_success: IntCounter,
     slow_failure: IntCounter,
@@ -653,6 +661,7 @@ impl BreakerMetrics {
             state,
             transitions,
             success: calls("success"),
+            successes_before_reset: AtomicU64::new(0),
             failure: calls("failure"),
             slow_success: calls("slow_success"),
             slow_failure: calls("slow_failure"),

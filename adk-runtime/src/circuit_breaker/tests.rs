@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::{advance, sleep};
 
 use super::*;
-use crate::metrics;
+use crate::metrics::{self, Refresh};
 
 fn breaker(name: &str, config: CircuitBreakerConfig) -> Arc<CircuitBreaker> {
     CircuitBreaker::new(name, config)
@@ -403,4 +403,20 @@ async fn half_open_never_admits_more_than_half_open_calls_at_once() {
         (decided * TRIALS..decided * TRIALS + TRIALS).contains(&admitted),
         "each decision takes exactly {TRIALS} outcomes: {admitted} trials, {decided} decisions"
     );
+}
+
+#[test]
+fn after_a_rebase_the_success_count_starts_from_zero() {
+    let b = breaker("test-rebase", CircuitBreakerConfig::new());
+    for _ in 0..3 {
+        succeed(&b);
+    }
+    assert_eq!(calls_counted("test-rebase", "success"), 3);
+    succeed(&b); // counted in a stripe, not yet reported
+    b.rebase();
+    // What the reset of the metrics does to the series after the rebase.
+    metrics::families().circuit_breaker_calls_total.with_label_values(&["test-rebase", "success"]).reset();
+    assert_eq!(calls_counted("test-rebase", "success"), 0, "successes from before the rebase are not reported again");
+    succeed(&b);
+    assert_eq!(calls_counted("test-rebase", "success"), 1);
 }

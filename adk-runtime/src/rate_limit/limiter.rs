@@ -191,6 +191,34 @@ impl RateLimiter {
         self.snapshot_target(self.target(Some(key)))
     }
 
+    /// Forgets every key and the shared state: every caller has its full quota again, as if the limiter had just
+    /// been built. For tests, and for an operator lifting a quota after an incident. Calls admitted before the reset
+    /// are not charged to the fresh state; a call waiting for a turn it was granted keeps it and starts when its wait
+    /// ends (if it is dropped instead, the units it gives back cannot lift anyone above full quota). Metrics are
+    /// left alone; [`Registry::reset`](crate::Registry::reset) resets them too.
+    ///
+    /// ```
+    /// use adk_runtime::rate_limit::{Quota, RateLimiter};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let limiter = RateLimiter::new("doc-reset", Quota::per_minute(2));
+    /// for _ in 0..2 {
+    ///     limiter.check_key("alice").unwrap();
+    /// }
+    /// assert!(limiter.check_key("alice").is_err());
+    /// limiter.reset();
+    /// assert_eq!(limiter.snapshot_key("alice").remaining, 2);
+    /// assert_eq!(limiter.keys(), 0);
+    /// assert!(limiter.check_key("alice").is_ok());
+    /// # });
+    /// ```
+    pub fn reset(&self) {
+        self.global.clear();
+        if let Some(keyed) = self.keyed.get() {
+            keyed.clear();
+        }
+    }
+
     /// Keys whose state the limiter holds now (a sliding window may hold two entries for a key used in consecutive
     /// windows). Also exported as `adk_rate_limit_keys{limiter}`.
     pub fn keys(&self) -> usize {

@@ -71,6 +71,15 @@ impl Store for SingleStore {
     }
 }
 
+impl SingleStore {
+    /// Back to the state of no call yet. A decision racing this fails its compare-and-swap and decides again.
+    pub(crate) fn clear(&self) {
+        for cell in &self.cells {
+            cell.0.store(0, Relaxed);
+        }
+    }
+}
+
 /// Shards of the keyed table; a power of two. Enough that two threads rarely meet on one shard's lock.
 const SHARDS: usize = 64;
 /// Which bits of a key choose its shard: clear of the low bits the table uses for its buckets and of the top seven
@@ -156,6 +165,13 @@ impl KeyedStore {
     /// Entries held (one per key; a sliding window keeps two for a key used in consecutive windows).
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|shard| shard.read().cells.len()).sum()
+    }
+
+    /// Forgets every key and returns the tables' memory.
+    pub(crate) fn clear(&self) {
+        for shard in self.shards.iter() {
+            *shard.write() = Table::default();
+        }
     }
 
     #[cfg(test)]

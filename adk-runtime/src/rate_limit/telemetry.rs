@@ -79,6 +79,15 @@ impl Telemetry {
             }
         }
     }
+
+    /// Drops the counts not yet moved into the Prometheus counters, as those are zeroed by a reset of the metrics.
+    fn rebase(&self) {
+        for stripe in &self.stripes {
+            for count in &stripe.counts {
+                count.store(0, Relaxed);
+            }
+        }
+    }
 }
 
 /// This thread's stripe: threads take stripes in turn, so up to `STRIPES` threads never share one.
@@ -105,12 +114,22 @@ pub(crate) fn track(limiter: &Arc<RateLimiter>) {
     LIMITERS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(limiter));
 }
 
-/// Brings the rate limit families up to date; runs just before they are gathered.
-pub(crate) fn refresh() {
+fn live_limiters() -> Vec<Arc<RateLimiter>> {
     let mut limiters = LIMITERS.lock().unwrap_or_else(PoisonError::into_inner);
     limiters.retain(|limiter| limiter.strong_count() > 0);
-    let live: Vec<Arc<RateLimiter>> = limiters.iter().filter_map(Weak::upgrade).collect();
-    drop(limiters);
+    limiters.iter().filter_map(Weak::upgrade).collect()
+}
+
+/// Forgets the decisions every limiter counted and has not yet reported, as the metrics are reset.
+pub(crate) fn rebase() {
+    for limiter in live_limiters() {
+        limiter.telemetry().rebase();
+    }
+}
+
+/// Brings the rate limit families up to date; runs just before they are gathered.
+pub(crate) fn refresh() {
+    let live = live_limiters();
     // Limiters sharing a name (built apart from the registry) share one series.
     let mut keys: HashMap<&str, (IntGauge, usize)> = HashMap::new();
     for limiter in &live {
@@ -120,5 +139,25 @@ pub(crate) fn refresh() {
     }
     for (gauge, count) in keys.into_values() {
         gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebase_drops_the_decisions_not_yet_reported() {
+        // Not tracked, so no gathering elsewhere flushes it behind the test's back.
+        let telemetry = Telemetry::new("telemetry::tests::rebase");
+        telemetry.record(Decision::Admitted);
+        telemetry.flush();
+        telemetry.record(Decision::Admitted);
+        telemetry.record(Decision::Refused);
+        telemetry.rebase();
+        telemetry.record(Decision::Refused);
+        telemetry.flush();
+        let counts = telemetry.decisions.each_ref().map(IntCounter::get);
+        assert_eq!(counts, [1, 0, 1], "admitted once before the rebase, refused once after it");
     }
 }

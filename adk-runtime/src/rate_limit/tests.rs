@@ -314,3 +314,47 @@ fn waiters_abandoned_on_two_threads_leave_the_limiter_as_they_found_it() {
         });
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn reset_gives_every_key_and_the_shared_state_a_full_quota_again_for_every_strategy() {
+    for strategy in STRATEGIES {
+        let limiter = RateLimiter::new("tests::reset", Quota::per_minute(3).with_strategy(strategy));
+        let exhaust = |key: Option<&str>| {
+            let check = || match key {
+                Some(key) => limiter.check_key(key),
+                None => limiter.check(),
+            };
+            while check().is_ok() {}
+            assert!(check().is_err(), "{strategy:?}: {key:?} exhausted");
+        };
+        for key in [None, Some("alice"), Some("bob")] {
+            exhaust(key);
+        }
+        assert!(limiter.keys() >= 2);
+        limiter.reset();
+        assert_eq!(limiter.keys(), 0, "{strategy:?}");
+        assert_eq!(limiter.snapshot().remaining, 3, "{strategy:?}");
+        assert_eq!(limiter.snapshot_key("alice").remaining, 3, "{strategy:?}");
+        for key in [None, Some("alice")] {
+            let admitted = (0..5)
+                .filter(|_| match key {
+                    Some(key) => limiter.check_key(key).is_ok(),
+                    None => limiter.check().is_ok(),
+                })
+                .count();
+            // A leaky bucket lets only the call whose turn is now go at once, however full the bucket.
+            let at_once = if strategy == Strategy::LeakyBucket { 1 } else { 3 };
+            assert_eq!(admitted, at_once, "{strategy:?}: {key:?} has its full quota, and no more");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limiter_reset_while_its_policy_is_in_use_keeps_serving_the_policy() {
+    let policy = policy("tests::reset-policy", Quota::per_minute(1));
+    assert!(call_as(policy, "alice", 1).await.is_ok());
+    assert!(call_as(policy, "alice", 1).await.is_err());
+    policy.limiter().reset();
+    assert!(call_as(policy, "alice", 1).await.is_ok(), "the limiter the policy holds is the one reset");
+    assert!(call_as(policy, "alice", 1).await.is_err());
+}
