@@ -220,8 +220,9 @@ impl Attribute for RateLimited {
         } else {
             let key = match &self.key {
                 Some(key) => {
+                    // Parenthesised: `&` binds tighter than the user's operators (`key = shard % 64`).
                     let key = args::operand(key);
-                    quote_spanned!(key.span()=> ::core::option::Option::Some(&#key))
+                    quote_spanned!(key.span()=> ::core::option::Option::Some(&(#key)))
                 }
                 None => quote!(::core::option::Option::None::<&()>),
             };
