@@ -6,7 +6,6 @@ use std::time::Duration;
 use std::sync::OnceLock;
 
 use prometheus::IntCounter;
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
 
 use crate::deadline;
@@ -54,20 +53,21 @@ impl TimeoutPolicy {
         N: FnOnce(Error) -> R,
     {
         let until = Instant::now() + self.after;
-        Bounded {
-            inner: tokio::time::timeout_at(until, deadline::within(until, call)),
-            policy: self,
-            refuse: Some(refuse),
-        }
+        let (timer, deadline) = (tokio::time::sleep_until(until), deadline::nearest(until));
+        Bounded { call, timer, deadline, policy: self, refuse: Some(refuse) }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`TimeoutPolicy::run`]: `tokio::time::Timeout` with the refusal mapped, and no extra state.
+    /// The future of [`TimeoutPolicy::run`]: the call, its timer and its deadline in one place. (Wrapping the call
+    /// in a deadline future and that in `tokio::time::Timeout` moved the whole inner future once more per layer.)
     #[must_use = "futures do nothing unless polled"]
     pub struct Bounded<F, N> {
         #[pin]
-        inner: tokio::time::Timeout<TaskLocalFuture<Instant, F>>,
+        call: F,
+        #[pin]
+        timer: tokio::time::Sleep,
+        deadline: Instant,
         policy: &'static TimeoutPolicy,
         refuse: Option<N>,
     }
@@ -83,10 +83,13 @@ where
     #[inline]
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<R> {
         let this = self.project();
-        match this.inner.poll(cx) {
+        // The call first, as `tokio::time::timeout` does: an answer ready at the bound is not thrown away.
+        if let std::task::Poll::Ready(output) = deadline::poll_under(*this.deadline, || this.call.poll(cx)) {
+            return std::task::Poll::Ready(output);
+        }
+        match this.timer.poll(cx) {
             std::task::Poll::Pending => std::task::Poll::Pending,
-            std::task::Poll::Ready(Ok(output)) => std::task::Poll::Ready(output),
-            std::task::Poll::Ready(Err(_)) => {
+            std::task::Poll::Ready(()) => {
                 let policy = *this.policy;
                 policy.fired.get_or_init(|| families().timeouts_total.with_label_values(&[policy.function])).inc();
                 tracing::debug!(function = policy.function, after = ?policy.after, "timed out");
