@@ -1,4 +1,5 @@
-//! #[adk::cached]: hits, misses, expiry on the paused clock, bounds, single flight, invalidation, errors not cached.
+//! #[adk::cached]: hits, misses, expiry on the paused clock, bounds, single flight (also after a failure),
+//! invalidation, errors not cached.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -96,6 +97,33 @@ async fn a_hundred_concurrent_misses_run_the_body_once() {
     assert_eq!(SLOW_RUNS.load(Ordering::SeqCst), 1);
 }
 
+static SERIAL_RUNS: AtomicU32 = AtomicU32::new(0);
+static SERIAL_RUNNING: AtomicU32 = AtomicU32::new(0);
+static SERIAL_MOST: AtomicU32 = AtomicU32::new(0);
+
+/// Fails on its first run; counts how many runs overlap.
+#[adk::cached(ttl = "1m")]
+async fn first_run_fails(n: u32) -> Result<u32, FetchError> {
+    let run = SERIAL_RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+    SERIAL_MOST.fetch_max(SERIAL_RUNNING.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    SERIAL_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    if run == 1 { Err(FetchError::Unavailable) } else { Ok(n * 10 + run) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_first_run_fails_one_waiter_takes_over_and_the_rest_get_its_value() {
+    let callers: Vec<_> = (0..5).map(|_| tokio::spawn(first_run_fails(4))).collect();
+    let mut answers = Vec::new();
+    for caller in callers {
+        answers.push(caller.await.unwrap());
+    }
+    answers.sort_by_key(|answer| answer.is_err());
+    assert_eq!(answers, [Ok(42), Ok(42), Ok(42), Ok(42), Err(FetchError::Unavailable)]);
+    assert_eq!(SERIAL_RUNS.load(Ordering::SeqCst), 2, "the failure was retried by one waiter, not four");
+    assert_eq!(SERIAL_MOST.load(Ordering::SeqCst), 1, "one run at a time");
+}
+
 #[derive(Clone)]
 struct Request {
     model: String,
@@ -168,4 +196,33 @@ async fn a_hit_skips_the_retry_below_it() {
     assert_eq!(STACKED_RUNS.load(Ordering::SeqCst), 2, "one failure retried");
     assert_eq!(stacked("hi").await.unwrap(), "hi");
     assert_eq!(STACKED_RUNS.load(Ordering::SeqCst), 2, "a hit runs nothing");
+}
+
+/// Runs of `always_overloaded` that got as far as failing (a run cut by the timeout does not).
+static BOUNDED_FAILURES: AtomicU32 = AtomicU32::new(0);
+
+#[adk::timeout("250ms")]
+#[adk::cached(ttl = "1m")]
+async fn always_overloaded(n: u32) -> Result<u32, LlmError> {
+    let _ = n;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    BOUNDED_FAILURES.fetch_add(1, Ordering::SeqCst);
+    Err(LlmError::Overloaded)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_above_the_cache_bounds_a_wait_through_failed_runs() {
+    let started = tokio::time::Instant::now();
+    let callers: Vec<_> = (0..5).map(|_| tokio::spawn(always_overloaded(1))).collect();
+    let (mut failed, mut timed_out) = (0, 0);
+    for caller in callers {
+        match caller.await.unwrap() {
+            Err(LlmError::Overloaded) => failed += 1,
+            Err(LlmError::Adk(adk::Error::Timeout { .. })) => timed_out += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+    assert_eq!((failed, timed_out), (2, 3), "runs of 100 ms one after the other: the third is cut at 250 ms");
+    assert_eq!(BOUNDED_FAILURES.load(Ordering::SeqCst), 2);
 }

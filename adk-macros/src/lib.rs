@@ -212,8 +212,10 @@ pub fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - A function returning `Result` (a type named `Result` or `...Result`) caches only `Ok` values: errors pass
 ///   through and the next caller runs the body again. Any other output is cached whole. The cached value must be
 ///   `Clone` (wrap it in an `Arc` otherwise).
-/// - Single flight: if the running call fails, each waiter runs its own call; if it is cancelled, a waiter takes over.
-///   Nobody is left waiting.
+/// - Single flight: concurrent misses on one key run one call at a time. If it fails (its error goes to its own caller
+///   only) or is cancelled, the caller that has waited longest takes over; the others keep waiting for its value, or
+///   for the next turn if it fails too. So a failing dependency is not hit by every waiter at once, and a `#[timeout]`
+///   above `#[cached]` bounds a caller's whole wait (one below it, each call). Nobody is left waiting.
 /// - Expiry follows tokio's clock (paused-time tests step through it) and a background sweeper returns memory without
 ///   any call. Works on `async fn` and plain `fn` (sync callers have no single flight).
 /// - Place it above `#[retry]` (inside it is a compile error) and below `#[fallback]` (above it, fallback answers would

@@ -10,10 +10,13 @@
 //! - **What is stored**: with [`OkValues`], the `Ok` value of a `Result`; errors pass through and the next caller
 //!   runs the body again. With [`Outputs`], whatever the body returns (for functions that do not return `Result`).
 //! - **Single flight**: concurrent callers missing on one key wait for one run of the body (the leader's) and share its
-//!   value. If the leader fails, each waiter then runs its own body: errors are not `Clone`, so they cannot be shared,
-//!   and a chain of new leaders would make the last of `n` waiters wait through `n` failures; this way a waiter waits
-//!   at most one failed run plus its own. If the leader is cancelled (its future dropped, or it panicked), the waiters
-//!   elect a new leader among themselves. Nobody is left waiting.
+//!   value, so at most one body per key runs at a time. If that run fails (errors are not `Clone`: the leader keeps
+//!   its own) or is cancelled (its future dropped, or it panicked), the caller that has waited longest takes over and
+//!   runs its body, while the others keep waiting for its value, or for the next turn if it fails too. So a failing
+//!   dependency sees one call per key at a time, not every waiter at once; the price is that the last of `n`
+//!   waiters may wait through `n - 1` failed runs before its own, so a `#[timeout]` above `#[cached]` is what bounds a
+//!   caller's whole wait (one below it bounds each run). A waiter that is dropped gives up its place, and a turn
+//!   handed to it passes to the next. Nobody is left waiting.
 //! - **Expiry**: an entry is served while younger than `ttl` and, with `tti`, while read at least once per `tti` (its
 //!   insertion counts as a read; reads refresh it with 1 ms resolution). Both are measured on tokio's clock
 //!   ([`tokio::time::Instant`]), so `#[tokio::test(start_paused = true)]` steps through them. Without either, an
@@ -24,7 +27,9 @@
 //!   close to S3-FIFO). Expired entries are dropped when read, and a background thread (one per process) sweeps the
 //!   others within about two seconds of their expiry, so memory returns without any call.
 //! - **Invalidation**: [`Registry::cache`](crate::Registry::cache) gives a [`CacheHandle`] to remove one key or all of
-//!   them. A value being computed during an invalidation still answers its callers but is not stored.
+//!   them. A value being computed during an invalidation still answers its callers but is not stored; callers
+//!   arriving after the invalidation start a run of their own beside it (and, should the first run fail, its waiters
+//!   join the new one).
 //! - **Sync callers**: [`CachePolicy::get_or_run_sync`] has the same hits, expiry and metrics, without single flight:
 //!   concurrent sync misses each run the body.
 //! - **Metrics**: `adk_cache_requests_total{cache,result="hit"|"miss"}` (a caller that waited for a leader counts as a
@@ -72,10 +77,9 @@ use std::time::Duration;
 pub use named::CacheHandle;
 
 use crate::registry::{Declaration, registry};
-use flight::Outcome;
 pub(crate) use named::NamedCache;
 pub use store::CacheKey;
-use store::{CacheValue, Role, Store};
+use store::{CacheValue, Role, Store, Waited};
 
 /// The settings of a named cache.
 ///
@@ -340,32 +344,20 @@ where
     let leader = loop {
         match store.join_or_lead(key) {
             Role::Hit(value) => return M::from_cached(value),
-            Role::Lead(leader) => break Some(leader),
-            Role::Wait(flight) => match flight.outcome().await {
-                Outcome::Ready(value) => return M::from_cached(value),
-                Outcome::Failed => break None,
-                Outcome::Abandoned => continue,
+            Role::Lead(leader) => break leader,
+            Role::Wait(waiter) => match waiter.wait().await {
+                Waited::Ready(value) => return M::from_cached(value),
+                Waited::Lead(leader) => break leader,
+                Waited::Ended => continue,
             },
         }
     };
-    match leader {
-        Some(leader) => {
-            let output = call.await;
-            match M::cached_value(&output) {
-                Some(value) => leader.succeed(value.clone()),
-                None => leader.fail(),
-            }
-            output
-        }
-        None => {
-            let epoch = store.epoch();
-            let output = call.await;
-            if let Some(value) = M::cached_value(&output) {
-                store.insert(key.clone(), value.clone(), epoch);
-            }
-            output
-        }
+    let output = call.await;
+    match M::cached_value(&output) {
+        Some(value) => leader.succeed(value.clone()),
+        None => leader.fail(),
     }
+    output
 }
 
 enum StoreRef<'p, K: CacheKey, V: CacheValue> {

@@ -68,14 +68,18 @@ pub(crate) enum Role<'s, K: CacheKey, V: CacheValue> {
     Hit(V),
     /// Run the body; others wait for it.
     Lead(Leader<'s, K, V>),
-    /// Wait for the leader's outcome.
-    Wait(Arc<Flight<V>>),
+    /// Wait for the leader's value, or for this caller's turn.
+    Wait(Waiter<'s, K, V>),
 }
 
 /// A fill in progress, as the map of flights holds it.
 struct InFlight<V> {
     flight: Arc<Flight<V>>,
+    /// Callers waiting, counted so the last caller out retires the flight.
     waiters: usize,
+    /// Whether a caller holds the turn; false between a run that ended without a value and the next waiter taking
+    /// over.
+    leading: bool,
 }
 
 type Flights<K, V> = HashMap<K, InFlight<V>, DefaultHashBuilder>;
@@ -205,7 +209,7 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         let mut flights = self.lock_flights();
         if let Some(in_flight) = flights.get_mut(key) {
             in_flight.waiters += 1;
-            return Role::Wait(in_flight.flight.clone());
+            return Role::Wait(Waiter { store: self, key, flight: in_flight.flight.clone(), waiting: true });
         }
         // A leader inserts its value and retires its flight under this lock, so a value that landed since our miss
         // is visible here.
@@ -213,7 +217,7 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
             return Role::Hit(value);
         }
         let flight = Arc::new(Flight::new());
-        flights.insert(key.clone(), InFlight { flight: flight.clone(), waiters: 0 });
+        flights.insert(key.clone(), InFlight { flight: flight.clone(), waiters: 0, leading: true });
         Role::Lead(Leader { store: self, key, flight, finished: false })
     }
 
@@ -275,8 +279,8 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
     }
 }
 
-/// The call that runs the body for everyone missing on one key. Dropping it unfinished (the caller was cancelled or
-/// panicked) retires the flight and wakes the waiters, one of whom leads anew.
+/// The call that runs the body for everyone missing on one key. Failing or being dropped unfinished (the caller was
+/// cancelled or panicked) passes the turn to the next waiter, or retires the flight when nobody waits.
 pub(crate) struct Leader<'s, K: CacheKey, V: CacheValue> {
     store: &'s Store<K, V>,
     key: &'s K,
@@ -287,47 +291,114 @@ pub(crate) struct Leader<'s, K: CacheKey, V: CacheValue> {
 impl<K: CacheKey, V: CacheValue> Leader<'_, K, V> {
     /// Stores `value` (unless an invalidation detached the flight) and hands it to the waiters.
     pub(crate) fn succeed(mut self, value: V) {
+        self.finished = true;
         let store = self.store;
         let mut flights = store.lock_flights();
-        if let Some((key, in_flight)) = self.retire(&mut flights) {
+        if attached(&mut flights, self.key, &self.flight).is_some()
+            && let Some((key, in_flight)) = flights.remove_entry(self.key)
+        {
             store.table.insert(key, store.entry(value.clone()));
             tracing::trace!(waiters = in_flight.waiters, "cache filled");
         }
         drop(flights);
-        self.finish(Outcome::Ready(value));
+        self.flight.end(Some(value));
     }
 
-    /// Stores nothing; the waiters run their own bodies.
+    /// Stores nothing; the next waiter runs its body.
     pub(crate) fn fail(mut self) {
-        self.retire(&mut self.store.lock_flights());
-        self.finish(Outcome::Failed);
+        self.hand_over();
     }
 
-    /// Takes this flight out of the map, unless an invalidation already did.
-    fn retire(&self, flights: &mut Flights<K, V>) -> Option<(K, InFlight<V>)> {
-        let (key, in_flight) = flights.remove_entry(self.key)?;
-        if Arc::ptr_eq(&in_flight.flight, &self.flight) {
-            return Some((key, in_flight));
-        }
-        // A later flight for the same key (this one was detached): put it back.
-        flights.insert(key, in_flight);
-        None
-    }
-
-    fn finish(&mut self, outcome: Outcome<V>) {
+    fn hand_over(&mut self) {
         self.finished = true;
-        self.flight.finish(outcome);
+        let mut flights = self.store.lock_flights();
+        match attached(&mut flights, self.key, &self.flight) {
+            Some(in_flight) if in_flight.waiters > 0 => {
+                in_flight.leading = false;
+                self.flight.hand_over();
+                tracing::trace!(waiters = in_flight.waiters, "cache fill failed, the next waiter takes over");
+            }
+            Some(_) => {
+                flights.remove(self.key);
+                self.flight.end(None);
+            }
+            // Detached by an invalidation: its waiters join whatever fills the key now.
+            None => self.flight.end(None),
+        }
     }
 }
 
 impl<K: CacheKey, V: CacheValue> Drop for Leader<'_, K, V> {
     fn drop(&mut self) {
         if !self.finished {
-            // Out of the map first, so the waiters woken next find no flight and elect a new leader.
-            self.retire(&mut self.store.lock_flights());
-            self.finish(Outcome::Abandoned);
+            self.hand_over();
         }
     }
+}
+
+/// A caller waiting on a fill. Dropped while waiting (cancelled), it leaves the count, and the last one out of a
+/// flight nobody runs retires it.
+pub(crate) struct Waiter<'s, K: CacheKey, V: CacheValue> {
+    store: &'s Store<K, V>,
+    key: &'s K,
+    flight: Arc<Flight<V>>,
+    waiting: bool,
+}
+
+/// How a wait ended.
+pub(crate) enum Waited<'s, K: CacheKey, V: CacheValue> {
+    /// A run succeeded: its value.
+    Ready(V),
+    /// The run before this caller's ended without a value: run the body, as the leader.
+    Lead(Leader<'s, K, V>),
+    /// The flight ended without a value for anyone: miss again.
+    Ended,
+}
+
+impl<'s, K: CacheKey, V: CacheValue> Waiter<'s, K, V> {
+    pub(crate) async fn wait(mut self) -> Waited<'s, K, V> {
+        let outcome = self.flight.outcome().await;
+        self.waiting = false;
+        match outcome {
+            Outcome::Ready(value) => Waited::Ready(value),
+            Outcome::Ended => Waited::Ended,
+            Outcome::Turn => {
+                let (store, key) = (self.store, self.key);
+                if let Some(in_flight) = attached(&mut store.lock_flights(), key, &self.flight) {
+                    in_flight.waiters -= 1;
+                    in_flight.leading = true;
+                }
+                Waited::Lead(Leader { store, key, flight: self.flight.clone(), finished: false })
+            }
+        }
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Drop for Waiter<'_, K, V> {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        let mut flights = self.store.lock_flights();
+        let Some(in_flight) = attached(&mut flights, self.key, &self.flight) else { return };
+        in_flight.waiters -= 1;
+        // A turn handed to this waiter goes back to the flight with its permit; with nobody left to take it, the
+        // flight ends here.
+        if in_flight.waiters == 0 && !in_flight.leading {
+            flights.remove(self.key);
+            self.flight.end(None);
+        }
+    }
+}
+
+/// The map's entry for `key` if it is still `flight`: an invalidation detaches a flight, and a later one may have
+/// taken its key.
+fn attached<'f, K: CacheKey, V>(
+    flights: &'f mut Flights<K, V>,
+    key: &K,
+    flight: &Arc<Flight<V>>,
+) -> Option<&'f mut InFlight<V>> {
+    flights.get_mut(key).filter(|in_flight| Arc::ptr_eq(&in_flight.flight, flight))
 }
 
 /// A typed store seen through its name: operators reach it without knowing its key and value types.

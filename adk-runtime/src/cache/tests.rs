@@ -1,5 +1,7 @@
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -48,6 +50,63 @@ impl Body {
         release.wait_for(|go| *go).await.expect("the test keeps the sender");
         if fail { Err("down".to_owned()) } else { Ok(run) }
     }
+}
+
+/// Counts runs of a body and how many of them run at once; each run takes 100 ms (of paused time).
+#[derive(Default, Clone)]
+struct Overlap {
+    runs: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+impl Overlap {
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+
+    fn most_at_once(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+
+    /// Answers `Ok(run number)`, or an error naming the run if `fails(run number)`.
+    async fn run(&self, fails: fn(usize) -> bool) -> Result<usize, String> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let _running = Running::start(&self.running, &self.most);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if fails(run) { Err(format!("run {run} failed")) } else { Ok(run) }
+    }
+
+    /// [`Overlap::run`] for real threads: a run yields a few times instead of sleeping.
+    async fn run_briefly(&self, fails: fn(usize) -> bool) -> Result<usize, String> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let _running = Running::start(&self.running, &self.most);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        if fails(run) { Err(format!("run {run} failed")) } else { Ok(run) }
+    }
+}
+
+/// One run counted as running until it ends or is dropped (a cancelled body stops running too).
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn start(running: &'a AtomicUsize, most: &AtomicUsize) -> Self {
+        most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+        Running(running)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `future` once, from inside the test's task (so its wake-ups are the test's).
+async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
 }
 
 /// Yields until `condition` holds; panics instead of hanging if it never does.
@@ -182,7 +241,7 @@ async fn one_hundred_concurrent_misses_run_the_body_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn when_the_leader_fails_each_waiter_runs_its_own_body() {
+async fn when_the_leader_fails_one_waiter_takes_over_for_the_others() {
     static POLICY: CachePolicy = CachePolicy::new("cache::tests::leader_fails", "tests.rs:1");
     let body = Body::default();
     let (release, gate) = watch::channel(false);
@@ -200,13 +259,208 @@ async fn when_the_leader_fails_each_waiter_runs_its_own_body() {
     until(|| waiters(&POLICY, 1) == Some(2)).await;
     release.send_replace(true);
     assert_eq!(leader.await.unwrap(), Err("down".to_owned()), "the leader's error is its own");
-    let mut answers: Vec<_> = Vec::new();
     for waiter in waiters_ {
-        answers.push(waiter.await.unwrap().expect("a waiter does not get the leader's error"));
+        assert_eq!(waiter.await.unwrap(), Ok(2), "a waiter does not get the leader's error, but the next run's value");
+    }
+    assert_eq!(body.runs(), 2, "one waiter ran its body, the other waited for it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failure_five_callers_run_their_bodies_one_at_a_time() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::failure_serial", "tests.rs:1");
+    let body = Overlap::default();
+    let callers: Vec<_> = (0..5)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move { POLICY.get_or_run(1_u32, body.run(|run| run == 1), OkValues).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for caller in callers {
+        answers.push(caller.await.unwrap());
     }
     answers.sort();
-    assert_eq!(answers, [2, 3], "each waiter ran its own body");
-    assert_eq!(body.runs(), 3);
+    assert_eq!(answers, [Ok(2), Ok(2), Ok(2), Ok(2), Err("run 1 failed".to_owned())]);
+    assert_eq!(body.most_at_once(), 1, "the waiters did not rush in together after the failure");
+    assert_eq!(body.runs(), 2, "the three callers after the second got its value without running a body");
+    assert_eq!(waiters(&POLICY, 1), None, "the flight was retired");
+    assert_eq!(POLICY.get_or_run(1_u32, body.run(|_| true), OkValues).await, Ok(2), "and the value stored");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_run_fails_each_caller_gets_its_own_error_one_run_at_a_time() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::all_fail", "tests.rs:1");
+    let body = Overlap::default();
+    let started = Instant::now();
+    let callers: Vec<_> = (0..5)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move { POLICY.get_or_run(1_u32, body.run(|_| true), OkValues).await })
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for caller in callers {
+        errors.push(caller.await.unwrap().expect_err("nothing succeeded"));
+    }
+    errors.sort();
+    assert_eq!(errors, (1..=5).map(|run| format!("run {run} failed")).collect::<Vec<_>>());
+    assert_eq!(body.most_at_once(), 1);
+    assert!(started.elapsed() >= Duration::from_millis(500), "five runs of 100 ms, one after the other");
+    assert_eq!(waiters(&POLICY, 1), None, "nobody was left waiting and the flight was retired");
+    assert_eq!(POLICY.get_or_run(1_u32, body.run(|_| false), OkValues).await, Ok(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_dropped_after_being_handed_the_turn_passes_it_on() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::turn_dropped", "tests.rs:1");
+    let body = Body::default();
+    let (release, gate) = watch::channel(false);
+    let mut leader = pin!(POLICY.get_or_run(1_u32, body.gated(gate.clone(), true), OkValues));
+    let mut first = Box::pin(POLICY.get_or_run(1_u32, body.gated(gate.clone(), false), OkValues));
+    let mut second = pin!(POLICY.get_or_run(1_u32, body.gated(gate.clone(), false), OkValues));
+    assert!(poll_once(leader.as_mut()).await.is_pending());
+    assert!(poll_once(first.as_mut()).await.is_pending());
+    assert!(poll_once(second.as_mut()).await.is_pending());
+    assert_eq!(waiters(&POLICY, 1), Some(2));
+
+    release.send_replace(true);
+    assert_eq!(poll_once(leader.as_mut()).await, Poll::Ready(Err("down".to_owned())));
+    // The first waiter has the turn but has not taken it yet.
+    drop(first);
+    assert_eq!(waiters(&POLICY, 1), Some(1));
+    assert_eq!(poll_once(second.as_mut()).await, Poll::Ready(Ok(2)), "the second waiter took the turn at once");
+    assert_eq!(body.runs(), 2);
+    assert_eq!(waiters(&POLICY, 1), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_waiter_dropped_with_the_turn_retires_the_flight() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::last_turn_dropped", "tests.rs:1");
+    let body = Body::default();
+    let (release, gate) = watch::channel(false);
+    let mut leader = pin!(POLICY.get_or_run(1_u32, body.gated(gate.clone(), true), OkValues));
+    let mut waiter = Box::pin(POLICY.get_or_run(1_u32, body.gated(gate.clone(), false), OkValues));
+    assert!(poll_once(leader.as_mut()).await.is_pending());
+    assert!(poll_once(waiter.as_mut()).await.is_pending());
+    release.send_replace(true);
+    assert!(poll_once(leader.as_mut()).await.is_ready());
+    assert_eq!(waiters(&POLICY, 1), Some(1), "the turn is the waiter's");
+    drop(waiter);
+    assert_eq!(waiters(&POLICY, 1), None, "nobody is left to take it");
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(2), "the next caller leads afresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_dropped_mid_wait_leaves_the_others_their_turns() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::waiter_dropped", "tests.rs:1");
+    let body = Overlap::default();
+    let spawn_caller = || {
+        let body = body.clone();
+        tokio::spawn(async move { POLICY.get_or_run(1_u32, body.run(|run| run <= 2), OkValues).await })
+    };
+    let leader = spawn_caller();
+    until(|| waiters(&POLICY, 1) == Some(0)).await;
+    let dropped = spawn_caller();
+    let rest = [spawn_caller(), spawn_caller()];
+    until(|| waiters(&POLICY, 1) == Some(3)).await;
+    dropped.abort();
+    assert!(dropped.await.unwrap_err().is_cancelled());
+    assert_eq!(waiters(&POLICY, 1), Some(2));
+
+    assert_eq!(leader.await.unwrap(), Err("run 1 failed".to_owned()));
+    let mut answers = Vec::new();
+    for caller in rest {
+        answers.push(caller.await.unwrap());
+    }
+    answers.sort();
+    assert_eq!(answers, [Ok(3), Err("run 2 failed".to_owned())]);
+    assert_eq!((body.runs(), body.most_at_once()), (3, 1));
+    assert_eq!(waiters(&POLICY, 1), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_cancelled_mid_call_hands_over_and_the_chain_goes_on() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::cancelled_chain", "tests.rs:1");
+    let body = Overlap::default();
+    let leader = tokio::spawn({
+        let body = body.clone();
+        let call = async move { POLICY.get_or_run(1_u32, body.run(|run| run == 2), OkValues).await };
+        tokio::time::timeout(Duration::from_millis(50), call)
+    });
+    until(|| waiters(&POLICY, 1) == Some(0)).await;
+    let rest: Vec<_> = (0..3)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move { POLICY.get_or_run(1_u32, body.run(|run| run == 2), OkValues).await })
+        })
+        .collect();
+    assert!(leader.await.unwrap().is_err(), "the leader timed out mid-call");
+    let mut answers = Vec::new();
+    for caller in rest {
+        answers.push(caller.await.unwrap());
+    }
+    answers.sort();
+    assert_eq!(answers, [Ok(3), Ok(3), Err("run 2 failed".to_owned())]);
+    assert_eq!((body.runs(), body.most_at_once()), (3, 1), "the cancelled run ended before the next began");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_panics_hands_over() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::leader_panics", "tests.rs:1");
+    let body = Overlap::default();
+    let leader = tokio::spawn(async move {
+        POLICY
+            .get_or_run(
+                1_u32,
+                async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    panic!("the body panicked");
+                },
+                OkValues,
+            )
+            .await
+    });
+    until(|| waiters(&POLICY, 1) == Some(0)).await;
+    let rest: Vec<_> = (0..2)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move { POLICY.get_or_run(1_u32, body.run(|_| false), OkValues).await })
+        })
+        .collect();
+    let panicked: Result<Result<usize, String>, _> = leader.await;
+    assert!(panicked.unwrap_err().is_panic());
+    for caller in rest {
+        assert_eq!(caller.await.unwrap(), Ok(1));
+    }
+    assert_eq!(body.runs(), 1, "one waiter took over, the other got its value");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handovers_on_two_threads_run_one_body_at_a_time_and_leave_nobody_waiting() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::handover_threads", "tests.rs:1");
+    for key in 0..50_u32 {
+        let body = Overlap::default();
+        let callers: Vec<_> = (0..16)
+            .map(|_| {
+                let body = body.clone();
+                tokio::spawn(async move { POLICY.get_or_run(key, body.run_briefly(|run| run < 6), OkValues).await })
+            })
+            .collect();
+        for (n, caller) in callers.iter().enumerate() {
+            if n % 4 == 1 {
+                caller.abort();
+            }
+            tokio::task::yield_now().await;
+        }
+        for caller in callers {
+            let answer = tokio::time::timeout(Duration::from_secs(10), caller).await.expect("nobody is left waiting");
+            if let Ok(Ok(run)) = answer {
+                assert!(run >= 6, "key {key}: an Ok came from run {run}, which failed");
+            }
+        }
+        assert_eq!(body.most_at_once(), 1, "key {key}");
+        assert_eq!(waiters(&POLICY, key), None, "key {key}: the flight was retired");
+    }
 }
 
 #[tokio::test(start_paused = true)]
