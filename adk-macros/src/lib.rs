@@ -410,8 +410,20 @@ pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `fields(k = expr, k2 = %expr, k3 = ?expr)` | extra span fields | none |
 /// | `level = "debug"` | the span's level (and `ret`'s) | info |
 /// | `ret`, `ret(Display)` | an event with the returned `Ok` value | off |
-/// | `err(Debug)`, `err(level = "warn")` | how the error event formats the error, and its level | `Display`, error |
+/// | `err(Debug)`, `err(level = "info")` | how the error event formats the error, and its level for every error | `Display`, by class (below) |
 /// | `labels(team = "search")` | constant labels added to this function's metric series | none |
+///
+/// The error event (target `adk::observed`, fields `function` and `error`) is logged once per failed call, at a level
+/// that follows the error's `adk::Classify::class` unless `err(level = ...)` fixes one: `WARN` for a `Permanent`
+/// error (bad input, not found: the caller's to fix, not an outage), `ERROR` for `Transient` and `Critical` ones.
+/// `Classify` is not required: an error type that does not implement it logs at `ERROR`. Whether it does is decided
+/// by the types the signature names, so a generic error type `E` is classified only when the function bounds it
+/// (`E: adk::Classify`); without the bound its errors log at `ERROR` whatever type `E` turns out to be.
+///
+/// In adk's JSON logs (`adk::runtime::telemetry`), every line logged inside the call, the error event included,
+/// carries the span's fields as top-level keys: the recorded arguments (`"prompt":"\"hi\""`, with `Debug`) and the
+/// `fields(...)` (`fields(user = user.id)` gives `"user":42`, keeping its JSON type), beside the fields of enclosing
+/// spans; on a name clash the event's own field wins, then the innermost span's.
 ///
 /// Metrics: `adk_calls_total{function,outcome}` (outcome `ok`, `error`, or `cancelled` for a dropped future),
 /// `adk_call_duration_seconds{function}` (buckets from 5 ms to 5 min, for LLM and service calls),

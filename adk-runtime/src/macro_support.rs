@@ -9,7 +9,7 @@ pub use crate::registry::Declared;
 /// user's and the user needs no `tracing` dependency of their own.
 pub use tracing;
 
-use crate::error::{Classify, Error};
+use crate::error::{Classify, Error, ErrorClass};
 
 /// The path of a method, `module::Type::method`, from the impl's `module_path!()`, `type_name::<Self>()` and the
 /// method's name: the default name of its policies and its `function` label. Generic arguments and the type's own
@@ -149,22 +149,23 @@ impl<E: std::fmt::Debug> DebugError for E {
     }
 }
 
-/// Finishes an observed call, logging its error with `Display`. Bound once per function at the return type.
+/// Finishes an observed call, logging its error with `Display` at the level `class_of` (the expansion's
+/// [`ClassProbe`]) chooses. Bound once per function at the return type.
 #[inline]
-pub fn observed_finish<R>(call: observed::ObservedCall<'_>, result: &R)
+pub fn observed_finish<R>(call: observed::ObservedCall<'_>, result: &R, class_of: ClassOf<R>)
 where
     R: AdkResult,
     <R as AdkResult>::Err: DisplayError,
 {
     match result.err_ref() {
         None => call.ok(),
-        Some(error) => call.err(error.as_display()),
+        Some(error) => call.err_with_class(error.as_display(), class_of(error)),
     }
 }
 
 /// Finishes an observed call, logging its error with `Debug`.
 #[inline]
-pub fn observed_finish_debug<R>(call: observed::ObservedCall<'_>, result: &R)
+pub fn observed_finish_debug<R>(call: observed::ObservedCall<'_>, result: &R, class_of: ClassOf<R>)
 where
     R: AdkResult,
     <R as AdkResult>::Err: DebugError,
@@ -177,6 +178,78 @@ where
     }
     match result.err_ref() {
         None => call.ok(),
-        Some(error) => call.err(&AsDisplay(error.as_debug())),
+        Some(error) => call.err_with_class(&AsDisplay(error.as_debug()), class_of(error)),
+    }
+}
+
+/// The class of a function's error, `None` for an error type that does not implement [`Classify`].
+pub type ClassOf<R> = fn(&<R as AdkResult>::Err) -> Option<ErrorClass>;
+
+/// Finds an error's class without requiring [`Classify`] (autoref specialisation): the expansion calls
+/// `(&ClassProbe(error)).adk_error_class()` with [`ProbeClassify`] and [`ProbeUnclassified`] in scope. Method
+/// lookup tries the receiver `&ClassProbe<E>` before `&&ClassProbe<E>`, so `ProbeClassify` answers when `E:
+/// Classify` holds where the call is written, and `ProbeUnclassified` otherwise. That is decided by the types the
+/// function names: a generic `E` without a `Classify` bound is unclassified, whatever type it is instantiated with.
+pub struct ClassProbe<'a, E: ?Sized>(pub &'a E);
+
+/// The probe's answer for an error type that implements [`Classify`]: its class.
+pub trait ProbeClassify {
+    /// `Some` of the error's class.
+    fn adk_error_class(&self) -> Option<ErrorClass>;
+}
+
+impl<E: Classify + ?Sized> ProbeClassify for ClassProbe<'_, E> {
+    #[inline]
+    fn adk_error_class(&self) -> Option<ErrorClass> {
+        Some(self.0.class())
+    }
+}
+
+/// The probe's answer for any other error type: no class.
+pub trait ProbeUnclassified {
+    /// `None`.
+    fn adk_error_class(&self) -> Option<ErrorClass>;
+}
+
+impl<E: ?Sized> ProbeUnclassified for &ClassProbe<'_, E> {
+    #[inline]
+    fn adk_error_class(&self) -> Option<ErrorClass> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe as the expansion writes it; the explicit borrow is what picks the method.
+    macro_rules! class_of {
+        ($error:expr) => {
+            (&ClassProbe($error)).adk_error_class()
+        };
+    }
+
+    struct Unclassified;
+
+    #[test]
+    fn the_class_probe_answers_for_classified_error_types_and_falls_back_for_others() {
+        let not_found = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(class_of!(&not_found), Some(ErrorClass::Permanent));
+        assert_eq!(class_of!(&Unclassified), None);
+    }
+
+    fn generic_class<E: Classify>(error: &E) -> Option<ErrorClass> {
+        class_of!(error)
+    }
+
+    fn generic_unbounded<E>(error: &E) -> Option<ErrorClass> {
+        class_of!(error)
+    }
+
+    #[test]
+    fn a_generic_error_type_is_classified_only_through_a_classify_bound() {
+        let timeout = Error::Timeout { after: std::time::Duration::from_secs(1) };
+        assert_eq!(generic_class(&timeout), Some(ErrorClass::Transient));
+        assert_eq!(generic_unbounded(&timeout), None);
     }
 }

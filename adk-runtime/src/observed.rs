@@ -9,10 +9,20 @@
 //!   before it finished (a caller's `select!`, an outer timeout, a closed connection);
 //! - `adk_call_duration_seconds{function}`: calls that finished, `ok` and `error` alike (a cancelled call has no
 //!   meaningful duration); measured on tokio's clock, so paused-time tests see virtual durations;
-//! - on error, one event at the chosen level (`ERROR` by default) with the fields `function` and `error` (the
-//!   error's `Display`), target `adk::observed`, so `RUST_LOG=adk::observed=off` silences it; and the fields
-//!   `otel.status_code = "ERROR"` and `otel.status_description` recorded on the current span, which marks it failed
-//!   in OpenTelemetry when the span declares those fields (as the attribute's span does).
+//! - on error, one event with the fields `function` and `error` (the error's `Display`), target `adk::observed`,
+//!   so `RUST_LOG=adk::observed=off` silences it; and the fields `otel.status_code = "ERROR"` and
+//!   `otel.status_description` recorded on the current span, which marks it failed in OpenTelemetry when the span
+//!   declares those fields (as the attribute's span does).
+//!
+//! # The level of the error event
+//!
+//! By default it follows the error's [`ErrorClass`]: a [`Permanent`](ErrorClass::Permanent) error (bad input, not
+//! found, refused credentials) is the caller's to fix and is logged at `WARN`; [`Transient`](ErrorClass::Transient)
+//! and [`Critical`](ErrorClass::Critical) errors, and errors whose class is unknown, at `ERROR`.
+//! [`ObservedFn::with_error_level`] fixes one level for every error of the function, and
+//! [`ObservedFn::without_error_log`] logs none. The class is known when the call is finished with
+//! [`ObservedCall::finish_classified`] or [`ObservedCall::err_with_class`] (as `#[observed]` does for error types
+//! that implement [`Classify`]); [`ObservedCall::finish`] and [`ObservedCall::err`] do not know it.
 //!
 //! The shape of the expansion, for `async fn complete(prompt: &str) -> Result<String, AgentError>`:
 //!
@@ -63,6 +73,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::time::Instant;
 use tracing::Level;
 
+use crate::error::{Classify, ErrorClass};
 use crate::metrics;
 
 /// The observation settings of one function, built at compile time. Its metric handles are resolved when it first
@@ -88,8 +99,17 @@ pub struct ObservedFn {
     function: &'static str,
     call_site: &'static str,
     labels: &'static [(&'static str, &'static str)],
-    error_log: Option<Level>,
+    error_log: ErrorLog,
     handles: OnceLock<Handles>,
+}
+
+/// How a function's errors are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorLog {
+    /// `WARN` for a permanent error, `ERROR` for any other or an unknown class.
+    ByClass,
+    At(Level),
+    Off,
 }
 
 /// The labelled children of the call families for one function.
@@ -103,9 +123,10 @@ struct Handles {
 
 impl ObservedFn {
     /// The observation of `function` (its path, `module_path!()::name`, the `function` label), declared at
-    /// `call_site` (`file:line`): no constant labels, errors logged at `ERROR`.
+    /// `call_site` (`file:line`): no constant labels, errors logged at the level of their class (see the
+    /// [module docs](self#the-level-of-the-error-event)).
     pub const fn new(function: &'static str, call_site: &'static str) -> Self {
-        ObservedFn { function, call_site, labels: &[], error_log: Some(Level::ERROR), handles: OnceLock::new() }
+        ObservedFn { function, call_site, labels: &[], error_log: ErrorLog::ByClass, handles: OnceLock::new() }
     }
 
     /// Constant labels added to every series of this function (see the [module docs](self) for the rules).
@@ -120,15 +141,18 @@ impl ObservedFn {
         self
     }
 
-    /// The level of the event logged when a call fails.
+    /// The level of the event logged when a call fails, whatever the error's class.
     ///
     /// ```
     /// # use adk_runtime::observed::ObservedFn;
-    /// static OBSERVED: ObservedFn = ObservedFn::new("doc::level", "src/lib.rs:1").with_error_level(tracing::Level::WARN);
-    /// assert_eq!(OBSERVED.error_level(), Some(tracing::Level::WARN));
+    /// use adk_runtime::ErrorClass;
+    ///
+    /// static OBSERVED: ObservedFn = ObservedFn::new("doc::level", "src/lib.rs:1").with_error_level(tracing::Level::INFO);
+    /// assert_eq!(OBSERVED.error_level(Some(ErrorClass::Critical)), Some(tracing::Level::INFO));
+    /// assert_eq!(OBSERVED.error_level(None), Some(tracing::Level::INFO));
     /// ```
     pub const fn with_error_level(mut self, level: Level) -> Self {
-        self.error_log = Some(level);
+        self.error_log = ErrorLog::At(level);
         self
     }
 
@@ -137,10 +161,10 @@ impl ObservedFn {
     /// ```
     /// # use adk_runtime::observed::ObservedFn;
     /// static OBSERVED: ObservedFn = ObservedFn::new("doc::quiet", "src/lib.rs:1").without_error_log();
-    /// assert_eq!(OBSERVED.error_level(), None);
+    /// assert_eq!(OBSERVED.error_level(None), None);
     /// ```
     pub const fn without_error_log(mut self) -> Self {
-        self.error_log = None;
+        self.error_log = ErrorLog::Off;
         self
     }
 
@@ -177,15 +201,29 @@ impl ObservedFn {
         self.labels
     }
 
-    /// The level of the error event, `None` when errors are not logged.
+    /// The level of the event logged for an error of `class` (`None`: a class not known), `None` when errors are
+    /// not logged.
     ///
     /// ```
     /// # use adk_runtime::observed::ObservedFn;
+    /// use adk_runtime::ErrorClass;
+    /// use tracing::Level;
+    ///
     /// static OBSERVED: ObservedFn = ObservedFn::new("doc::default_level", "src/lib.rs:1");
-    /// assert_eq!(OBSERVED.error_level(), Some(tracing::Level::ERROR));
+    /// assert_eq!(OBSERVED.error_level(Some(ErrorClass::Permanent)), Some(Level::WARN));
+    /// assert_eq!(OBSERVED.error_level(Some(ErrorClass::Transient)), Some(Level::ERROR));
+    /// assert_eq!(OBSERVED.error_level(Some(ErrorClass::Critical)), Some(Level::ERROR));
+    /// assert_eq!(OBSERVED.error_level(None), Some(Level::ERROR));
     /// ```
-    pub fn error_level(&self) -> Option<Level> {
-        self.error_log
+    pub fn error_level(&self, class: Option<ErrorClass>) -> Option<Level> {
+        match self.error_log {
+            ErrorLog::ByClass => match class {
+                Some(ErrorClass::Permanent) => Some(Level::WARN),
+                Some(ErrorClass::Transient | ErrorClass::Critical) | None => Some(Level::ERROR),
+            },
+            ErrorLog::At(level) => Some(level),
+            ErrorLog::Off => None,
+        }
     }
 
     /// Starts one call: counts it in flight and starts its clock. Finish it with [`ObservedCall::finish`],
@@ -250,11 +288,11 @@ impl ObservedFn {
     }
 
     #[cold]
-    fn report_error(&self, error: &dyn fmt::Display) {
+    fn report_error(&self, error: &dyn fmt::Display, class: Option<ErrorClass>) {
         let span = tracing::Span::current();
         span.record("otel.status_code", "ERROR");
         span.record("otel.status_description", tracing::field::display(error));
-        let Some(level) = self.error_log else { return };
+        let Some(level) = self.error_level(class) else { return };
         let function = self.function;
         // The event macros need their level as a constant.
         if level == Level::ERROR {
@@ -319,6 +357,23 @@ impl ObservedCall<'_> {
         }
     }
 
+    /// As [`finish`](Self::finish), for error types that implement [`Classify`]: the error event's level follows the
+    /// error's class (see the [module docs](self#the-level-of-the-error-event)).
+    ///
+    /// ```
+    /// # use adk_runtime::observed::ObservedFn;
+    /// static OBSERVED: ObservedFn = ObservedFn::new("doc::finish_classified", "src/lib.rs:1");
+    /// let not_found = std::io::Error::from(std::io::ErrorKind::NotFound); // permanent: logged at WARN
+    /// OBSERVED.start().finish_classified(&Err::<(), _>(not_found));
+    /// ```
+    #[inline]
+    pub fn finish_classified<T, E: fmt::Display + Classify>(self, result: &Result<T, E>) {
+        match result {
+            Ok(_) => self.ok(),
+            Err(error) => self.err_with_class(error, Some(error.class())),
+        }
+    }
+
     /// As [`finish`](Self::finish), for error types that only implement `Debug` (logged with `{:?}`).
     ///
     /// ```
@@ -349,7 +404,7 @@ impl ObservedCall<'_> {
         self.record(true);
     }
 
-    /// Records a failed call and reports `error` (the event and the span status).
+    /// Records a failed call and reports `error` (the event and the span status), an error of unknown class.
     ///
     /// ```
     /// # use adk_runtime::observed::ObservedFn;
@@ -358,9 +413,23 @@ impl ObservedCall<'_> {
     /// assert!(adk_runtime::metrics::render().contains(r#"adk_calls_total{function="doc::err",outcome="error"} 1"#));
     /// ```
     #[inline]
-    pub fn err<E: fmt::Display + ?Sized>(mut self, error: &E) {
+    pub fn err<E: fmt::Display + ?Sized>(self, error: &E) {
+        self.err_with_class(error, None);
+    }
+
+    /// As [`err`](Self::err), for an error of `class` (`None`: not known), which sets the event's level by default.
+    ///
+    /// ```
+    /// # use adk_runtime::observed::ObservedFn;
+    /// use adk_runtime::ErrorClass;
+    ///
+    /// static OBSERVED: ObservedFn = ObservedFn::new("doc::err_with_class", "src/lib.rs:1");
+    /// OBSERVED.start().err_with_class("prompt too long", Some(ErrorClass::Permanent)); // logged at WARN
+    /// ```
+    #[inline]
+    pub fn err_with_class<E: fmt::Display + ?Sized>(mut self, error: &E, class: Option<ErrorClass>) {
         self.record(false);
-        self.observed.report_error(&error);
+        self.observed.report_error(&error, class);
     }
 
     #[inline]
@@ -538,5 +607,40 @@ mod tests {
             (&"observed::tests::warns".into(), &"rate limited by provider".into())
         );
         assert_eq!((&line["span"], &line["request_id"]), (&"complete".into(), &"r-5".into()));
+    }
+
+    #[cfg(feature = "telemetry")]
+    #[test]
+    fn the_error_level_follows_the_class_unless_one_level_is_chosen() {
+        use std::io::{Error as IoError, ErrorKind};
+
+        use crate::telemetry::TelemetryConfig;
+        use crate::telemetry::tests::capture;
+
+        static BY_CLASS: ObservedFn = ObservedFn::new("observed::tests::by_class", "observed.rs:1");
+        static FIXED: ObservedFn =
+            ObservedFn::new("observed::tests::fixed", "observed.rs:2").with_error_level(Level::INFO);
+        let lines = capture(&TelemetryConfig::default().with_filter("trace"), || {
+            BY_CLASS.start().finish_classified(&Err::<(), _>(IoError::from(ErrorKind::NotFound)));
+            BY_CLASS.start().finish_classified(&Err::<(), _>(IoError::from(ErrorKind::OutOfMemory)));
+            BY_CLASS.start().finish_classified(&Err::<(), _>(IoError::from(ErrorKind::TimedOut)));
+            BY_CLASS.start().err("class unknown");
+            FIXED.start().err_with_class("bad prompt", Some(ErrorClass::Permanent));
+            FIXED.start().err_with_class("corrupted index", Some(ErrorClass::Critical));
+        })
+        .json_lines();
+        let levels: Vec<(&str, &str)> =
+            lines.iter().map(|l| (l["function"].as_str().unwrap(), l["level"].as_str().unwrap())).collect();
+        assert_eq!(
+            levels,
+            [
+                ("observed::tests::by_class", "WARN"),
+                ("observed::tests::by_class", "ERROR"),
+                ("observed::tests::by_class", "ERROR"),
+                ("observed::tests::by_class", "ERROR"),
+                ("observed::tests::fixed", "INFO"),
+                ("observed::tests::fixed", "INFO"),
+            ]
+        );
     }
 }

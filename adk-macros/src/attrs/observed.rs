@@ -230,10 +230,14 @@ impl Attribute for Observed {
                     Format::Display => quote_spanned!(span=> #k::__private::observed_finish::<#output>),
                     Format::Debug => quote_spanned!(span=> #k::__private::observed_finish_debug::<#output>),
                 };
-                let finish = cx.local("__adk_finish");
+                let (finish, error) = (cx.local("__adk_finish"), cx.local("__adk_error"));
+                // The probe runs here, where the error type is concrete: a generic helper could only see its bounds.
                 quote! {
-                    let #finish: fn(#k::__private::observed::ObservedCall<'_>, &_) = #helper;
-                    #finish(#call, &#result)
+                    let #finish: fn(#k::__private::observed::ObservedCall<'_>, &_, _) = #helper;
+                    #finish(#call, &#result, |#error| {
+                        use #k::__private::{ProbeClassify as _, ProbeUnclassified as _};
+                        (&#k::__private::ClassProbe(#error)).adk_error_class()
+                    })
                 }
             }
             (false, _) => quote!(#call.ok()),

@@ -145,7 +145,7 @@ impl TelemetryConfig {
 #[non_exhaustive]
 pub enum LogFormat {
     /// One JSON object per line: `timestamp`, `level`, the ids, `target`, `span`, `message`, then the event's
-    /// fields.
+    /// fields and the fields of the enclosing spans, all at the top level (see the [module docs](super)).
     #[default]
     Json,
     /// For people: `timestamp LEVEL [ids] spans: target: message fields`.

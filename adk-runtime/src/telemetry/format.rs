@@ -1,24 +1,39 @@
-//! The two line formats. Both put the ids of the enclosing spans on every line; JSON lines are flat objects so log
-//! stores index `request_id` and friends without unnesting.
+//! The two line formats. Both put the ids of the enclosing spans on every line; JSON lines are flat objects, the
+//! event's fields and those of every enclosing span side by side, so log stores index `request_id`, `user` and
+//! friends without unnesting.
 
 use std::fmt;
 
-use tracing::field::{Field, Visit};
+use tracing::field::Field;
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::fields::{JsonValue, JsonVisitor, SpanFields};
 use super::ids::CarriedIds;
 use crate::json;
 
-/// Keys of a JSON line that an event's own fields must not overwrite.
+/// Keys of a JSON line that no field, the event's or a span's, may overwrite.
 const RESERVED_KEYS: [&str; 5] = ["timestamp", "level", "target", "span", "message"];
 
-/// `{"timestamp":...,"level":"INFO","request_id":...,"target":...,"span":...,"message":...,<fields>}`.
+/// `{"timestamp":...,"level":"INFO","request_id":...,"target":...,"span":...,"message":...,<event fields>,
+/// <span fields>}`: the fields of the current span and its parents follow the event's, each name once (the event's
+/// value, else the nearest span's).
 pub(crate) struct JsonLines {
     pub(crate) otel_trace_ids: bool,
+}
+
+/// The span text of JSON lines: none. They read each span's [`SpanFields`] instead, so the text the fmt layer keeps
+/// for every span would be formatted for nothing.
+pub(crate) struct NoSpanText;
+
+impl<'writer> FormatFields<'writer> for NoSpanText {
+    fn format_fields<R: RecordFields>(&self, _: Writer<'writer>, _: R) -> fmt::Result {
+        Ok(())
+    }
 }
 
 /// `timestamp LEVEL request_id=... span{fields}:child: target: message fields`.
@@ -33,7 +48,7 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let mut fields = EventFields::default();
-        event.record(&mut fields);
+        event.record(&mut JsonVisitor(|field: &Field, value| fields.push(field, value)));
         let ids = line_ids(ctx, self.otel_trace_ids);
         let metadata = event.metadata();
 
@@ -43,7 +58,7 @@ where
         json::string(&mut writer, &timestamp)?;
         write!(writer, ",\"level\":\"{}\"", metadata.level())?;
         for (name, value) in ids.iter() {
-            if !fields.values.iter().any(|(field, _)| field == name) {
+            if !fields.values.iter().any(|(field, _)| *field == name) {
                 write!(writer, ",\"{name}\":")?;
                 json::string(&mut writer, value)?;
             }
@@ -59,17 +74,43 @@ where
             message.write_json(&mut writer)?;
         }
         for (name, value) in &fields.values {
-            writer.write_char(',')?;
-            if RESERVED_KEYS.contains(&name.as_str()) {
-                json::string(&mut writer, &format!("fields.{name}"))?;
-            } else {
-                json::string(&mut writer, name)?;
+            write_field(&mut writer, name, value)?;
+        }
+        // Innermost first, so the nearest span wins a name two spans share.
+        let mut from_spans: Vec<&'static str> = Vec::new();
+        for span in ctx.event_scope().into_iter().flatten() {
+            let extensions = span.extensions();
+            let Some(span_fields) = extensions.get::<SpanFields>() else { continue };
+            for (name, value) in span_fields.iter() {
+                let taken = |written: &&str| same_key(written, name);
+                if !fields.values.iter().map(|(n, _)| n).any(taken) && !from_spans.iter().any(taken) {
+                    write_field(&mut writer, name, value)?;
+                    from_spans.push(name);
+                }
             }
-            writer.write_char(':')?;
-            value.write_json(&mut writer)?;
         }
         writer.write_str("}\n")
     }
+}
+
+/// Writes `,"name":value`, moving a field named like one of the line's own keys to `fields.<name>`.
+fn write_field(w: &mut impl fmt::Write, name: &str, value: &JsonValue) -> fmt::Result {
+    w.write_char(',')?;
+    if RESERVED_KEYS.contains(&name) {
+        json::string(w, &format!("fields.{name}"))?;
+    } else {
+        json::string(w, name)?;
+    }
+    w.write_char(':')?;
+    value.write_json(w)
+}
+
+/// Whether fields `a` and `b` land on the same key of a JSON line (`span` and `fields.span` do).
+fn same_key(a: &str, b: &str) -> bool {
+    let moved = |reserved: &str, other: &str| {
+        RESERVED_KEYS.contains(&reserved) && other.strip_prefix("fields.") == Some(reserved)
+    };
+    a == b || moved(a, b) || moved(b, a)
 }
 
 impl<S, N> FormatEvent<S, N> for HumanLines
@@ -140,32 +181,7 @@ where
 struct EventFields {
     message: Option<JsonValue>,
     log_target: Option<String>,
-    values: Vec<(String, JsonValue)>,
-}
-
-enum JsonValue {
-    Str(String),
-    I64(i64),
-    U64(u64),
-    I128(i128),
-    U128(u128),
-    F64(f64),
-    Bool(bool),
-}
-
-impl JsonValue {
-    fn write_json(&self, w: &mut impl fmt::Write) -> fmt::Result {
-        match self {
-            JsonValue::Str(s) => json::string(w, s),
-            JsonValue::I64(n) => write!(w, "{n}"),
-            JsonValue::U64(n) => write!(w, "{n}"),
-            JsonValue::I128(n) => write!(w, "{n}"),
-            JsonValue::U128(n) => write!(w, "{n}"),
-            JsonValue::F64(n) if n.is_finite() => write!(w, "{n}"),
-            JsonValue::F64(n) => json::string(w, &n.to_string()),
-            JsonValue::Bool(b) => write!(w, "{b}"),
-        }
-    }
+    values: Vec<(&'static str, JsonValue)>,
 }
 
 impl EventFields {
@@ -179,38 +195,8 @@ impl EventFields {
             }
             // Already in `target` and the tracing metadata; noise on every bridged `log` record.
             "log.module_path" | "log.file" | "log.line" => {}
-            name => self.values.push((name.to_owned(), value)),
+            name => self.values.push((name, value)),
         }
-    }
-}
-
-impl Visit for EventFields {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, JsonValue::F64(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, JsonValue::I64(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, JsonValue::U64(value));
-    }
-    fn record_i128(&mut self, field: &Field, value: i128) {
-        self.push(field, JsonValue::I128(value));
-    }
-    fn record_u128(&mut self, field: &Field, value: u128) {
-        self.push(field, JsonValue::U128(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, JsonValue::Bool(value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.push(field, JsonValue::Str(value.to_owned()));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.push(field, JsonValue::Str(value.to_string()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.push(field, JsonValue::Str(format!("{value:?}")));
     }
 }
 

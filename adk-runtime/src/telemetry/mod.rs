@@ -8,6 +8,15 @@
 //!   enclosing span (the nearest wins; recorded later with `Span::record` works too) appears as a top-level key of
 //!   each JSON line (`key=value` in human lines). With OpenTelemetry export on, lines inside an exported span get
 //!   that trace's id as `trace_id` when no span names one;
+//! - in JSON lines, the fields of the current span and of every span enclosing it, as top-level keys beside the
+//!   event's own (flat, as Loki and Elasticsearch index them): `#[adk::observed(fields(user = user.id))]` and the
+//!   arguments the attribute records appear on every line logged inside the call. A name given twice goes to the
+//!   event's own field, else the nearest span's; `timestamp`, `level`, `target`, `span` and `message` are never
+//!   overwritten (a field of one of these names is written as `fields.<name>`). Values keep the JSON type `tracing`
+//!   recorded them with: integers, floats and bools as numbers and bools, strings as strings, values recorded with
+//!   `?` (`Debug`) or `%` (`Display`) as strings. Fields named `otel.*` are instructions to the OpenTelemetry
+//!   exporter and are left out. A span's fields are kept with the span as it is created or recorded into, so a line
+//!   does not format them again;
 //! - with the `otel` feature and an [`OtelConfig`], spans exported over OTLP/gRPC (see [`OtelConfig`]);
 //! - records of the `log` crate, bridged into the same output.
 //!
@@ -16,11 +25,11 @@
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let _telemetry = telemetry::init(&TelemetryConfig::default().with_filter("info,my_agent=debug"))?;
-//!     let span = tracing::info_span!("request", request_id = "r-42");
+//!     let span = tracing::info_span!("request", request_id = "r-42", user = "ada", attempt = 2);
 //!     let _entered = span.enter();
 //!     tracing::info!(tokens = 812, "answered");
 //!     // {"timestamp":"...","level":"INFO","request_id":"r-42","target":"my_agent","span":"request",
-//!     //  "message":"answered","tokens":812}
+//!     //  "message":"answered","tokens":812,"user":"ada","attempt":2}
 //!     Ok(())
 //! }
 //! ```
@@ -29,6 +38,7 @@
 
 mod config;
 mod error;
+mod fields;
 mod format;
 mod ids;
 #[cfg(feature = "otel")]
@@ -47,7 +57,8 @@ pub use error::TelemetryError;
 /// `tracing-subscriber`).
 pub use tracing_subscriber::fmt::MakeWriter;
 
-use format::{HumanLines, JsonLines};
+use fields::SpanFieldsLayer;
+use format::{HumanLines, JsonLines, NoSpanText};
 use ids::IdsLayer;
 use sampling::DebugSampler;
 
@@ -110,18 +121,26 @@ where
 
     let otel_trace_ids = config.otel.is_some();
     let lines = tracing_subscriber::fmt::layer().with_writer(writer);
-    layers.push(match config.format {
-        LogFormat::Json => lines
-            .with_ansi(false)
-            .event_format(JsonLines { otel_trace_ids })
-            .with_filter(DebugSampler::new(rate))
-            .boxed(),
-        LogFormat::Human => lines
-            .with_ansi(config.ansi)
-            .event_format(HumanLines { otel_trace_ids })
-            .with_filter(DebugSampler::new(rate))
-            .boxed(),
-    });
+    match config.format {
+        LogFormat::Json => {
+            layers.push(SpanFieldsLayer.boxed());
+            layers.push(
+                lines
+                    .with_ansi(false)
+                    .fmt_fields(NoSpanText)
+                    .event_format(JsonLines { otel_trace_ids })
+                    .with_filter(DebugSampler::new(rate))
+                    .boxed(),
+            );
+        }
+        LogFormat::Human => layers.push(
+            lines
+                .with_ansi(config.ansi)
+                .event_format(HumanLines { otel_trace_ids })
+                .with_filter(DebugSampler::new(rate))
+                .boxed(),
+        ),
+    }
 
     if let Some(otel) = &config.otel {
         #[cfg(feature = "otel")]
@@ -304,6 +323,98 @@ pub(crate) mod tests {
         assert!(lines[0].get("request_id").is_none() && lines[0].get("span").is_none(), "{}", lines[0]);
         assert_eq!((&lines[1]["request_id"], &lines[1]["agent_id"]), (&"inner-id".into(), &"planner".into()));
         assert_eq!(lines[2]["request_id"], "own", "an event's own field is not overwritten by its span's");
+    }
+
+    #[test]
+    fn json_lines_carry_the_fields_of_every_enclosing_span_as_top_level_keys_of_their_json_types() {
+        let lines = capture(&json("info"), || {
+            let call = tracing::info_span!(
+                "complete",
+                user = "ada",
+                attempt = 2_u64,
+                offset = -3_i64,
+                temperature = 0.5,
+                streamed = true,
+                prompt = ?"hi",
+                model = %"small",
+            );
+            let _call = call.enter();
+            let step = tracing::info_span!("step", step = "plan");
+            step.in_scope(|| tracing::info!(tokens = 812_u64, "answered"));
+            tracing::info!("outside the step");
+        })
+        .json_lines();
+        let line = &lines[0];
+        assert_eq!(
+            (&line["span"], &line["message"], &line["tokens"]),
+            (&"step".into(), &"answered".into(), &812.into())
+        );
+        assert_eq!((&line["step"], &line["user"]), (&"plan".into(), &"ada".into()), "{line}");
+        assert_eq!((&line["attempt"], &line["offset"], &line["temperature"]), (&2.into(), &(-3).into(), &0.5.into()));
+        assert_eq!(line["streamed"], true, "{line}");
+        assert_eq!(
+            (&line["prompt"], &line["model"]),
+            (&r#""hi""#.into(), &"small".into()),
+            "Debug and Display as strings"
+        );
+        assert!(lines[1].get("step").is_none(), "a span's fields end with it: {}", lines[1]);
+        assert_eq!(lines[1]["user"], "ada");
+    }
+
+    #[test]
+    fn the_nearest_span_wins_a_field_name_and_the_events_own_field_wins_over_every_span() {
+        let text = capture(&json("info"), || {
+            let outer = tracing::info_span!("outer", user = "outer-user", model = "outer-model", region = "eu");
+            let _outer = outer.enter();
+            let inner = tracing::info_span!("inner", user = "inner-user", model = "inner-model");
+            inner.in_scope(|| tracing::info!(model = "own-model", "answered"));
+        })
+        .text();
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (&line["user"], &line["model"], &line["region"]),
+            (&"inner-user".into(), &"own-model".into(), &"eu".into())
+        );
+        // serde_json keeps the last of duplicate keys, so count them in the text itself.
+        assert_eq!((text.matches(r#""user":"#).count(), text.matches(r#""model":"#).count()), (1, 1), "{text}");
+    }
+
+    #[test]
+    fn span_fields_never_overwrite_the_keys_of_the_line_itself() {
+        let text = capture(&json("info"), || {
+            let span = tracing::info_span!("call", message = "span message", level = 3, target = "span target");
+            span.in_scope(|| tracing::warn!(span = "event span", "event message"));
+        })
+        .text();
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (&line["message"], &line["level"], &line["span"]),
+            (&"event message".into(), &"WARN".into(), &"call".into())
+        );
+        assert_eq!(line["target"], "adk_runtime::telemetry::tests");
+        assert_eq!((&line["fields.message"], &line["fields.level"]), (&"span message".into(), &3.into()), "{line}");
+        assert_eq!((&line["fields.target"], &line["fields.span"]), (&"span target".into(), &"event span".into()));
+        for key in ["message", "level", "target", "span", "fields.span"] {
+            assert_eq!(text.matches(&format!(r#""{key}":"#)).count(), 1, "one `{key}` in {text}");
+        }
+    }
+
+    #[test]
+    fn span_fields_recorded_later_appear_and_exporter_fields_do_not() {
+        let lines = capture(&json("info"), || {
+            let span = tracing::info_span!("call", user = Empty, otel.status_code = Empty, attempt = 1);
+            let _entered = span.enter();
+            tracing::info!("before");
+            span.record("user", "ada");
+            span.record("attempt", 2);
+            span.record("otel.status_code", "ERROR");
+            tracing::info!("after");
+        })
+        .json_lines();
+        assert!(lines[0].get("user").is_none(), "an empty field is not written: {}", lines[0]);
+        assert_eq!(lines[0]["attempt"], 1);
+        assert_eq!((&lines[1]["user"], &lines[1]["attempt"]), (&"ada".into(), &2.into()), "{}", lines[1]);
+        assert!(lines[1].get("otel.status_code").is_none(), "{}", lines[1]);
     }
 
     #[test]
