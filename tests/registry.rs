@@ -29,17 +29,30 @@ async fn agrees_b() -> Result<u32, DbError> {
     Ok(1)
 }
 
+// Never called: only the start-up comparison of declarations can find their conflict.
+#[adk::circuit_breaker(name = "registry-startup-only", failure_rate = 0.5)]
+async fn never_called_a() -> Result<u32, DbError> {
+    Ok(1)
+}
+
+#[adk::circuit_breaker(name = "registry-startup-only", failure_rate = 0.9)]
+async fn never_called_b() -> Result<u32, DbError> {
+    Ok(2)
+}
+
 #[test]
 fn differing_declarations_of_one_name_are_reported_before_any_call() {
     let conflicts = adk::registry().conflicts();
-    let conflict = conflicts.iter().find(|c| c.name == "registry-test-db").expect("reported at start-up");
+    let conflict = conflicts.iter().find(|c| c.name == "registry-startup-only").expect("reported at start-up");
     assert_eq!(conflict.kind, "circuit_breaker");
     let mut sites = [conflict.first.call_site, conflict.second.call_site];
     sites.sort();
     assert!(sites.iter().all(|s| s.starts_with("tests/registry.rs:")), "{sites:?}");
     assert_ne!(sites[0], sites[1], "both call sites");
+    assert_eq!(conflict.in_force, None, "neither function has run");
+    assert!(adk::registry().circuit_breaker("registry-startup-only").is_none(), "nothing was created");
     assert!(!conflicts.iter().any(|c| c.name == "registry-test-provider"), "equal settings are one instance");
-    let _ = (reads(), writes(), agrees_a(), agrees_b());
+    let _ = (never_called_a, never_called_b, agrees_a(), agrees_b());
 }
 
 #[tokio::test]

@@ -592,16 +592,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_open_breaker_makes_the_global_readiness_degraded() {
+    #[tokio::test]
+    async fn an_open_breaker_makes_the_global_readiness_degraded() {
         use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
         static BREAKER: CircuitBreakerPolicy =
             CircuitBreakerPolicy::new("health-test-breaker", "health.rs:1", CircuitBreakerConfig::new());
+        let name = "circuit_breaker:health-test-breaker";
+        global().mark_started();
         BREAKER.breaker().force_open();
-        let reports = breaker_reports();
-        let report = reports.iter().find(|r| r.name == "circuit_breaker:health-test-breaker").expect("reported");
+        let ready = global().readiness().await;
+        let report = ready.checks.iter().find(|r| r.name == name).expect("the global readiness reports the breaker");
         assert_eq!(report.result.status, HealthStatus::Degraded);
+        assert_ne!(ready.status, HealthStatus::Healthy, "an open breaker is not a healthy process");
         BREAKER.breaker().reset();
-        assert!(!breaker_reports().iter().any(|r| r.name == "circuit_breaker:health-test-breaker"));
+        assert!(!global().readiness().await.checks.iter().any(|r| r.name == name), "a closed breaker is not reported");
     }
 }

@@ -292,6 +292,46 @@ fn many_tasks_on_two_threads_never_get_more_than_the_quota_allows() {
 }
 
 #[test]
+fn many_keys_on_two_threads_each_get_exactly_their_quota() {
+    // A day's quota does not refill during the test, so each key's admissions are exactly its quota: no more (the
+    // compare-and-swap never double-spends a cell, whichever thread wins) and no fewer (every key is asked far more
+    // often than its quota). Keys share the store's shards, so threads race on the same shard and the same key.
+    const KEYS: u32 = 64;
+    const QUOTA: u64 = 40;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    for strategy in [Strategy::Gcra, Strategy::TokenBucket, Strategy::FixedWindow, Strategy::SlidingWindow] {
+        let quota = Quota::new(Rate::per_day(QUOTA)).with_burst(QUOTA).with_strategy(strategy);
+        let limiter = RateLimiter::new(format!("tests::keys-on-threads-{strategy}"), quota);
+        let admitted: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..16u32)
+                .map(|task| {
+                    let (limiter, admitted) = (limiter.clone(), admitted.clone());
+                    tokio::spawn(async move {
+                        for round in 0..(QUOTA as u32 * 3) {
+                            for offset in 0..KEYS {
+                                // Tasks walk the keys from different starting points, so they collide on keys.
+                                let key = (offset + task * 7 + round) % KEYS;
+                                if limiter.check_key(&key).is_ok() {
+                                    admitted[key as usize].fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        for (key, count) in admitted.iter().enumerate() {
+            assert_eq!(count.load(Ordering::Relaxed), QUOTA, "{strategy}: key {key}");
+        }
+    }
+}
+
+#[test]
 fn waiters_abandoned_on_two_threads_leave_the_limiter_as_they_found_it() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
     for strategy in [Strategy::Gcra, Strategy::TokenBucket, Strategy::LeakyBucket] {
