@@ -13,11 +13,12 @@
 //! A probe's status is the worst of its checks. `healthy` and `degraded` answer HTTP 200 (a degraded pod still
 //! serves, e.g. through fallbacks while a dependency's breaker is open; taking every pod out of rotation because one
 //! dependency is down would turn a partial outage into a total one), `unhealthy` answers 503. The body names every
-//! check with its status and, when not healthy, its reason:
+//! check with its status and, when not healthy, its reason (for a breaker that is not closed, `open (failure rate
+//! 0.50)` or `half open: trial calls in progress`):
 //!
 //! ```json
 //! {"status":"degraded","checks":[{"name":"postgres","status":"healthy"},
-//!  {"name":"circuit_breaker:openai","status":"degraded","reason":"open for another 12s"}]}
+//!  {"name":"circuit_breaker:openai","status":"degraded","reason":"open (failure rate 0.50)"}]}
 //! ```
 //!
 //! Checks of one probe run concurrently, each bounded by the check timeout (1 s by default, the kubelet's own

@@ -27,8 +27,8 @@
 //! # Design
 //! The strategies are pure functions from a key's 64-bit cells, the time and the cost to a verdict and the new cells
 //! (`algorithm.rs`); a store applies them atomically (`store.rs`: a compare-and-swap on one cell, the keyed cells in
-//! sharded tables). A shared backend takes the store's place by running the same transition server-side in one round
-//! trip (a Redis script over the same cell encoding); the clock is read once per decision, from tokio.
+//! sharded tables); the clock is read once per decision, from tokio. The transitions are kept apart from the store so
+//! that another store can apply the same ones.
 
 mod algorithm;
 mod limiter;

@@ -1,6 +1,5 @@
 //! Where a limiter's cells live in memory: one pair of cells for calls without a key, and a sharded table for keyed
-//! calls. A shared backend (Redis) would take the place of these with the same contract: apply a pure transition to a
-//! key's cell atomically, in one round trip.
+//! calls. The store's contract is small on purpose: apply a pure transition to a key's cell atomically.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

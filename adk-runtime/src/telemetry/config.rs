@@ -1,4 +1,5 @@
-//! What [`init`](super::init) installs, as a value that loads from TOML or the environment.
+//! What [`init`](super::init) installs, as a value: build it in code, or deserialize it with serde (from a TOML file,
+//! for example).
 
 use serde::Deserialize;
 
