@@ -3,6 +3,12 @@
 //! Label values are bounded: function names, instance names and outcomes, never a user key or an argument. Policies
 //! resolve their labelled handles once (when their `static` state is built), so a call touches only atomics.
 //!
+//! Metrics are a leaf: this module names no policy. A policy that keeps numbers of its own (a limiter's per-thread
+//! decision stripes and key count, a breaker's striped outcomes, a bulkhead's slots in use) registers as a refresher,
+//! and every gathering (of adk's registry, or of a user's registry through [`register_into`]) first has each live
+//! refresher bring its series up to date, once, so no family is read stale. All families sit behind one collector
+//! whose descriptors are the families' own, so a user registry that holds other collectors takes it as any other.
+//!
 //! [`Registry::reset`](crate::Registry::reset) zeroes the counters and histograms through [`reset`], keeping every
 //! series and so every handle a policy holds.
 
@@ -76,32 +82,11 @@ pub(crate) trait Refresh: Send + Sync {
     fn rebase(&self) {}
 }
 
-/// Has `instance` refreshed before every gathering of `adk_circuit_breaker_calls_total` or `adk_bulkhead_in_use`,
-/// whichever registry gathers them.
+/// Has `instance` refreshed before every gathering of adk's families, whichever registry gathers them, for as long as
+/// it lives. This is how a policy publishes numbers it keeps itself (striped counters, the keys or entries it holds):
+/// metrics name no policy.
 pub(crate) fn refresh_before_gathering(instance: Weak<dyn Refresh>) {
     families().lock_refreshers().push(instance);
-}
-
-/// A family whose values some instances keep elsewhere until it is gathered.
-struct Refreshed<C>(C);
-
-impl<C: Collector> Collector for Refreshed<C> {
-    fn desc(&self) -> Vec<&Desc> {
-        self.0.desc()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let mut refreshers = families().lock_refreshers();
-        refreshers.retain(|instance| match instance.upgrade() {
-            Some(instance) => {
-                instance.refresh();
-                true
-            }
-            None => false,
-        });
-        drop(refreshers);
-        self.0.collect()
-    }
 }
 
 /// The process-wide families, registered in adk's own registry.
@@ -136,7 +121,6 @@ pub(crate) fn reset() {
     for instance in refreshers.iter().filter_map(Weak::upgrade) {
         instance.rebase();
     }
-    crate::rate_limit::rebase_metrics();
     for family in families.counters() {
         zero_counters(family);
     }
@@ -176,10 +160,7 @@ pub fn registry() -> &'static Registry {
 
 /// Registers adk's collectors into the user's registry, so one `/metrics` endpoint serves both.
 pub fn register_into(target: &Registry) -> prometheus::Result<()> {
-    for collector in families().collectors() {
-        target.register(collector)?;
-    }
-    Ok(())
+    target.register(Box::new(families().collector()))
 }
 
 impl Families {
@@ -244,37 +225,44 @@ impl Families {
             registry: Registry::new(),
             refreshers: Mutex::new(Vec::new()),
         };
-        for collector in families.collectors() {
-            families.registry.register(collector).expect("adk's metric names are unique");
-        }
+        families.registry.register(Box::new(families.collector())).expect("adk's metric names are unique");
         families
     }
 
-    fn collectors(&self) -> Vec<Box<dyn Collector>> {
-        vec![
-            Box::new(self.calls_total.clone()),
-            Box::new(Rebased(self.call_duration_seconds.clone())),
-            Box::new(self.calls_in_flight.clone()),
-            Box::new(RefreshedBeforeGather {
-                collectors: vec![
-                    Box::new(self.rate_limit_decisions_total.clone()),
-                    Box::new(self.rate_limit_keys.clone()),
-                ],
-                refresh: crate::rate_limit::refresh_metrics,
-            }),
-            Box::new(self.circuit_breaker_state.clone()),
-            Box::new(self.circuit_breaker_transitions_total.clone()),
-            Box::new(Refreshed(self.circuit_breaker_calls_total.clone())),
-            Box::new(self.retry_attempts_total.clone()),
-            Box::new(self.cache_requests_total.clone()),
-            Box::new(self.cache_entries.clone()),
-            Box::new(self.cache_evictions_total.clone()),
-            Box::new(Refreshed(self.bulkhead_in_use.clone())),
-            Box::new(self.bulkhead_rejections_total.clone()),
-            Box::new(self.timeouts_total.clone()),
-            Box::new(self.fallbacks_total.clone()),
-            Box::new(Rebased(self.labelled_calls.clone())),
-        ]
+    /// Every family, as one collector.
+    fn collector(&self) -> Collected {
+        Collected {
+            families: vec![
+                Box::new(self.calls_total.clone()),
+                Box::new(Rebased(self.call_duration_seconds.clone())),
+                Box::new(self.calls_in_flight.clone()),
+                Box::new(self.rate_limit_decisions_total.clone()),
+                Box::new(self.rate_limit_keys.clone()),
+                Box::new(self.circuit_breaker_state.clone()),
+                Box::new(self.circuit_breaker_transitions_total.clone()),
+                Box::new(self.circuit_breaker_calls_total.clone()),
+                Box::new(self.retry_attempts_total.clone()),
+                Box::new(self.cache_requests_total.clone()),
+                Box::new(self.cache_entries.clone()),
+                Box::new(self.cache_evictions_total.clone()),
+                Box::new(self.bulkhead_in_use.clone()),
+                Box::new(self.bulkhead_rejections_total.clone()),
+                Box::new(self.timeouts_total.clone()),
+                Box::new(self.fallbacks_total.clone()),
+                Box::new(Rebased(self.labelled_calls.clone())),
+            ],
+        }
+    }
+
+    /// Has every live instance copy the numbers it keeps itself into its series; forgets the dropped ones.
+    fn refresh_instances(&self) {
+        self.lock_refreshers().retain(|instance| match instance.upgrade() {
+            Some(instance) => {
+                instance.refresh();
+                true
+            }
+            None => false,
+        });
     }
 
     /// Every counter family, for [`reset`].
@@ -312,23 +300,21 @@ impl Families {
     }
 }
 
-/// Families whose values are brought up to date from their sources just before they are gathered, for values that
-/// are too hot to publish on every change or cheaper to read than to track.
-struct RefreshedBeforeGather {
-    collectors: Vec<Box<dyn Collector>>,
-    refresh: fn(),
+/// Every family behind one collector, so that however a registry gathers them (adk's own, or a user's through
+/// [`register_into`]), the instances that keep numbers of their own are brought up to date once, just before, and no
+/// family is read stale.
+struct Collected {
+    families: Vec<Box<dyn Collector>>,
 }
 
-impl Collector for RefreshedBeforeGather {
+impl Collector for Collected {
     fn desc(&self) -> Vec<&Desc> {
-        self.collectors.iter().flat_map(|collector| collector.desc()).collect()
+        self.families.iter().flat_map(|family| family.desc()).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let refreshing = families().lock_refreshers();
-        (self.refresh)();
-        drop(refreshing);
-        self.collectors.iter().flat_map(|collector| collector.collect()).collect()
+        families().refresh_instances();
+        self.families.iter().flat_map(|family| family.collect()).collect()
     }
 }
 
@@ -590,14 +576,46 @@ mod tests {
     }
 
     #[test]
+    fn a_user_registry_holding_its_own_collectors_gathers_fresh_adk_families() {
+        let user = Registry::new();
+        let own = IntCounterVec::new(Opts::new("app_requests_total", "The application's own."), &["route"]).unwrap();
+        user.register(Box::new(own.clone())).unwrap();
+        own.with_label_values(&["/"]).inc();
+        register_into(&user).expect("adk's descriptors do not clash with the user's");
+        // A limiter counts its decisions in per-thread stripes; the user's gathering must see them, without a render.
+        let limiter = crate::rate_limit::RateLimiter::new(
+            "metrics::tests::user-registry",
+            crate::rate_limit::Quota::per_second(1).with_burst(1),
+        );
+        assert!(limiter.check().is_ok());
+        assert!(limiter.check().is_err());
+        let gathered = user.gather();
+        let decisions = gathered.iter().find(|f| f.name() == "adk_rate_limit_decisions_total").expect("gathered");
+        let count = |decision: &str| {
+            decisions
+                .get_metric()
+                .iter()
+                .find(|m| {
+                    let labels = m.get_label();
+                    labels.iter().any(|l| l.value() == "metrics::tests::user-registry")
+                        && labels.iter().any(|l| l.value() == decision)
+                })
+                .map(|m| m.get_counter().get_value())
+        };
+        assert_eq!((count("admitted"), count("refused")), (Some(1.0), Some(1.0)));
+        assert!(gathered.iter().any(|f| f.name() == "app_requests_total"));
+        assert!(register_into(&user).is_err(), "registering twice is refused, as for any collector");
+    }
+
+    #[test]
     fn every_counter_family_is_zeroed_by_a_reset() {
         let families = families();
         let zeroed: Vec<&str> =
             families.counters().iter().flat_map(|family| family.desc()).map(|desc| desc.fq_name.as_str()).collect();
-        let collectors = families.collectors();
-        let counters: Vec<&str> = collectors
-            .iter()
-            .flat_map(|collector| collector.desc())
+        let collector = families.collector();
+        let counters: Vec<&str> = collector
+            .desc()
+            .into_iter()
             .map(|desc| desc.fq_name.as_str())
             .filter(|name| name.ends_with("_total"))
             .collect();

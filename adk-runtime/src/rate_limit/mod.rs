@@ -52,8 +52,6 @@ use telemetry::Decision;
 pub use limiter::{Denied, RateLimiter, Snapshot};
 pub use rate::{Quota, Rate, Strategy};
 
-pub(crate) use telemetry::{rebase as rebase_metrics, refresh as refresh_metrics};
-
 /// What a call does when the limiter has no room for it now.
 ///
 /// ```

@@ -4,14 +4,13 @@
 //! the same moment.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 
 use prometheus::{IntCounter, IntGauge};
 
 use super::RateLimiter;
-use crate::metrics::families;
+use crate::metrics::{self, Refresh, families};
 
 const STRIPES: usize = 8;
 
@@ -49,6 +48,9 @@ pub(crate) struct Telemetry {
     stripes: [Stripe; STRIPES],
     decisions: [IntCounter; 3],
     keys: IntGauge,
+    /// The keys this limiter last added to `keys`: limiters sharing a name (built apart from the registry) share the
+    /// series, so each adds what changed rather than setting it.
+    reported_keys: AtomicI64,
 }
 
 impl Telemetry {
@@ -60,6 +62,7 @@ impl Telemetry {
             decisions: Decision::ALL
                 .map(|decision| families.rate_limit_decisions_total.with_label_values(&[limiter, decision.label()])),
             keys: families.rate_limit_keys.with_label_values(&[limiter]),
+            reported_keys: AtomicI64::new(0),
         }
     }
 
@@ -78,6 +81,13 @@ impl Telemetry {
                 }
             }
         }
+    }
+
+    /// Publishes that the limiter now holds `keys` keys.
+    fn report_keys(&self, keys: usize) {
+        let keys = i64::try_from(keys).unwrap_or(i64::MAX);
+        let before = self.reported_keys.swap(keys, Relaxed);
+        self.keys.add(keys - before);
     }
 
     /// Drops the counts not yet moved into the Prometheus counters, as those are zeroed by a reset of the metrics.
@@ -107,38 +117,28 @@ fn stripe() -> usize {
     })
 }
 
-/// Every live limiter, for [`refresh`].
-static LIMITERS: Mutex<Vec<Weak<RateLimiter>>> = Mutex::new(Vec::new());
-
+/// Has `limiter` publish its decisions and keys whenever the metrics are gathered, for as long as it lives.
 pub(crate) fn track(limiter: &Arc<RateLimiter>) {
-    LIMITERS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(limiter));
+    let limiter: Weak<dyn Refresh> = Arc::downgrade(limiter) as Weak<RateLimiter>;
+    metrics::refresh_before_gathering(limiter);
 }
 
-fn live_limiters() -> Vec<Arc<RateLimiter>> {
-    let mut limiters = LIMITERS.lock().unwrap_or_else(PoisonError::into_inner);
-    limiters.retain(|limiter| limiter.strong_count() > 0);
-    limiters.iter().filter_map(Weak::upgrade).collect()
-}
+impl Refresh for RateLimiter {
+    fn refresh(&self) {
+        let telemetry = self.telemetry();
+        telemetry.flush();
+        telemetry.report_keys(self.keys());
+    }
 
-/// Forgets the decisions every limiter counted and has not yet reported, as the metrics are reset.
-pub(crate) fn rebase() {
-    for limiter in live_limiters() {
-        limiter.telemetry().rebase();
+    fn rebase(&self) {
+        self.telemetry().rebase();
     }
 }
 
-/// Brings the rate limit families up to date; runs just before they are gathered.
-pub(crate) fn refresh() {
-    let live = live_limiters();
-    // Limiters sharing a name (built apart from the registry) share one series.
-    let mut keys: HashMap<&str, (IntGauge, usize)> = HashMap::new();
-    for limiter in &live {
-        limiter.telemetry().flush();
-        let entry = keys.entry(limiter.name()).or_insert_with(|| (limiter.telemetry().keys.clone(), 0));
-        entry.1 += limiter.keys();
-    }
-    for (gauge, count) in keys.into_values() {
-        gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
+impl Drop for Telemetry {
+    /// A dropped limiter holds no keys.
+    fn drop(&mut self) {
+        self.report_keys(0);
     }
 }
 
