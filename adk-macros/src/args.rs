@@ -311,6 +311,11 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 
 /// A user expression as one operand, keeping its precedence without parentheses (which would trip `unused_parens`
 /// in the user's crate): an invisible group, as `macro_rules!` gives an `$e:expr`.
+/// A setting checked by its shared rule (`adk_settings`, also used by the runtime's builders), as an error on `value`.
+pub fn rule<T>(value: &Expr, checked: Result<T, adk_settings::Invalid>) -> syn::Result<T> {
+    checked.map_err(|invalid| syn::Error::new_spanned(value, invalid.reason))
+}
+
 pub fn operand(expr: &Expr) -> proc_macro2::Group {
     let mut group = proc_macro2::Group::new(proc_macro2::Delimiter::None, quote::ToTokens::to_token_stream(expr));
     group.set_span(syn::spanned::Spanned::span(expr));

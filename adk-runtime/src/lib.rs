@@ -15,6 +15,7 @@ pub mod observed;
 pub mod rate_limit;
 pub mod registry;
 pub mod retry;
+mod settings;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod timeout;
@@ -27,3 +28,4 @@ pub use error::{Classify, Error, ErrorClass};
 /// The `prometheus` crate the metrics are recorded with, for [`metrics::register_into`].
 pub use prometheus;
 pub use registry::{Registry, registry};
+pub use settings::SettingsError;

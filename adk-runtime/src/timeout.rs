@@ -37,6 +37,22 @@ impl TimeoutPolicy {
         TimeoutPolicy { function, after, fired: OnceLock::new() }
     }
 
+    /// A bound of `after` for `function`, checked as `#[adk::timeout]` checks it at compile time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use adk_runtime::timeout::TimeoutPolicy;
+    ///
+    /// let bound = TimeoutPolicy::checked("tenant-42::search", Duration::from_millis(250)).unwrap();
+    /// assert_eq!(bound.after(), Duration::from_millis(250));
+    /// assert_eq!(TimeoutPolicy::checked("x", Duration::ZERO).unwrap_err().setting, "after");
+    /// ```
+    pub fn checked(function: &'static str, after: Duration) -> Result<Self, crate::SettingsError> {
+        let nanos = crate::settings::nanos(after);
+        adk_settings::timeout(nanos).map_err(|invalid| crate::SettingsError::new("timeout", invalid))?;
+        Ok(TimeoutPolicy::new(function, after))
+    }
+
     /// The bound.
     pub fn after(&self) -> Duration {
         self.after
@@ -47,7 +63,7 @@ impl TimeoutPolicy {
     /// `call` runs under the bound's deadline (or the enclosing one, if earlier; see [`crate::deadline`]), so the
     /// layers and annotated calls inside it never wait past it.
     #[inline]
-    pub fn run<R, F, N>(&'static self, call: F, refuse: N) -> Bounded<F, N>
+    pub fn run<R, F, N>(&self, call: F, refuse: N) -> Bounded<'_, F, N>
     where
         F: Future<Output = R>,
         N: FnOnce(Error) -> R,
@@ -62,18 +78,18 @@ pin_project_lite::pin_project! {
     /// The future of [`TimeoutPolicy::run`]: the call, its timer and its deadline in one place. (Wrapping the call
     /// in a deadline future and that in `tokio::time::Timeout` moved the whole inner future once more per layer.)
     #[must_use = "futures do nothing unless polled"]
-    pub struct Bounded<F, N> {
+    pub struct Bounded<'p, F, N> {
         #[pin]
         call: F,
         #[pin]
         timer: tokio::time::Sleep,
         deadline: Instant,
-        policy: &'static TimeoutPolicy,
+        policy: &'p TimeoutPolicy,
         refuse: Option<N>,
     }
 }
 
-impl<R, F, N> Future for Bounded<F, N>
+impl<R, F, N> Future for Bounded<'_, F, N>
 where
     F: Future<Output = R>,
     N: FnOnce(Error) -> R,

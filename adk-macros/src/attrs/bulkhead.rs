@@ -28,16 +28,8 @@ impl Bulkhead {
             let Some((key, value)) = errors.ok(item) else { continue };
             match key.to_string().as_str() {
                 "max_concurrent" => {
-                    let n = errors.ok(args::lit_u64(&value, "`max_concurrent`").and_then(|n| match n {
-                        0 => Err(syn::Error::new_spanned(
-                            &value,
-                            "`max_concurrent = 0` would refuse every call; give at least 1",
-                        )),
-                        n if n > u64::from(u32::MAX) => {
-                            Err(syn::Error::new_spanned(&value, "`max_concurrent` is too large"))
-                        }
-                        n => Ok(n),
-                    }));
+                    let n = errors.ok(args::lit_u64(&value, "`max_concurrent`")
+                        .and_then(|n| args::rule(&value, adk_settings::max_concurrent(n)).map(u64::from)));
                     max_concurrent.set_once(&key, n, attr, errors);
                 }
                 "max_wait" => {

@@ -33,13 +33,9 @@ impl Cached {
             match k.to_string().as_str() {
                 "ttl" | "tti" => {
                     let what = format!("`{k}` (an integer means seconds)");
-                    let nanos = errors.ok(args::duration(&value, &what, BareInteger::Seconds).and_then(|n| {
-                        if n == 0 {
-                            Err(syn::Error::new_spanned(&value, format!("`{k}` of zero would never serve a hit")))
-                        } else {
-                            Ok(n)
-                        }
-                    }));
+                    let setting = if k == "ttl" { "ttl" } else { "tti" };
+                    let nanos = errors.ok(args::duration(&value, &what, BareInteger::Seconds)
+                        .and_then(|n| args::rule(&value, adk_settings::expiry(setting, n))));
                     if k == "ttl" {
                         ttl.set_once(&k, nanos, attr, errors)
                     } else {
@@ -47,16 +43,8 @@ impl Cached {
                     }
                 }
                 "max_entries" => {
-                    let n = errors.ok(args::lit_u64(&value, "`max_entries`").and_then(|n| {
-                        if n == 0 {
-                            Err(syn::Error::new_spanned(
-                                &value,
-                                "`max_entries = 0` would store nothing; give at least 1",
-                            ))
-                        } else {
-                            Ok(n)
-                        }
-                    }));
+                    let n = errors.ok(args::lit_u64(&value, "`max_entries`")
+                        .and_then(|n| args::rule(&value, adk_settings::max_entries(n))));
                     max_entries.set_once(&k, n, attr, errors);
                 }
                 "key" => key.set_once(&k, Some(value), attr, errors),

@@ -41,27 +41,18 @@ pub struct CircuitBreaker {
     pub record: Option<syn::Path>,
 }
 
-/// A rate in (0, 1].
-fn rate(value: &syn::Expr, key: &str) -> syn::Result<f64> {
-    let rate = args::lit_f64(value, &format!("`{key}`"))?;
-    if rate > 0.0 && rate <= 1.0 {
-        Ok(rate)
-    } else {
-        Err(syn::Error::new_spanned(
-            value,
-            format!("`{key}` is a share of the calls in the window, in (0, 1]: e.g. `{key} = 0.5` for half of them"),
-        ))
-    }
+/// A share of the calls in the window, in (0, 1].
+fn rate(value: &syn::Expr, key: &'static str) -> syn::Result<f64> {
+    args::rule(value, adk_settings::share(key, args::lit_f64(value, &format!("`{key}`"))?))
 }
 
-/// A count of at least 1.
-fn count(value: &syn::Expr, key: &str, why_not_zero: &str) -> syn::Result<u64> {
-    match args::lit_u64(value, &format!("`{key}`"))? {
-        0 => Err(syn::Error::new_spanned(value, format!("`{key} = 0` {why_not_zero}; give at least 1"))),
-        n if n > u64::from(u32::MAX) => Err(syn::Error::new_spanned(value, format!("`{key}` is too large"))),
-        n => Ok(n),
-    }
+/// A count checked by `rule`.
+fn count(value: &syn::Expr, key: &str, rule: fn(u64) -> Result<u32, adk_settings::Invalid>) -> syn::Result<u64> {
+    args::rule(value, rule(args::lit_u64(value, &format!("`{key}`"))?)).map(u64::from)
 }
+
+/// The runtime's default `open_for`, in nanoseconds, for comparing `max_open_for` with it.
+const DEFAULT_OPEN_FOR: u64 = 60_000_000_000;
 
 impl CircuitBreaker {
     pub fn parse(args: Vec<Arg>, span: Span, errors: &mut Errors) -> Self {
@@ -78,55 +69,34 @@ impl CircuitBreaker {
         let mut record = Slot::default();
         for item in args::key_values(args, attr, PARAMS) {
             let Some((key, value)) = errors.ok(item) else { continue };
-            let duration = |errors: &mut Errors, what: &str| {
-                errors.ok(args::duration(&value, &format!("`{what}`"), BareInteger::Rejected).and_then(|n| {
-                    if n == 0 {
-                        Err(syn::Error::new_spanned(&value, format!("`{what}` must be above zero")))
-                    } else {
-                        Ok(n)
-                    }
-                }))
+            let duration = |errors: &mut Errors, what: &'static str| {
+                errors.ok(args::duration(&value, &format!("`{what}`"), BareInteger::Rejected)
+                    .and_then(|n| args::rule(&value, adk_settings::above_zero(what, n))))
             };
             match key.to_string().as_str() {
                 "name" => name.set_once(&key, errors.ok(args::instance_name(&value)), attr, errors),
                 "failure_rate" => failure_rate.set_once(&key, errors.ok(rate(&value, "failure_rate")), attr, errors),
                 "slow_rate" => slow_rate.set_once(&key, errors.ok(rate(&value, "slow_rate")), attr, errors),
                 "min_calls" => {
-                    let n = errors.ok(count(&value, "min_calls", "would judge the dependency on no calls at all"));
+                    let n = errors.ok(count(&value, "min_calls", adk_settings::min_calls));
                     min_calls.set_once(&key, n, attr, errors);
                 }
                 "half_open_calls" => {
-                    let n = errors.ok(count(
-                        &value,
-                        "half_open_calls",
-                        "would never let a trial call through, so the breaker could never close again",
-                    ));
+                    let n = errors.ok(count(&value, "half_open_calls", adk_settings::half_open_calls));
                     half_open_calls.set_once(&key, n, attr, errors);
                 }
                 "window" => {
                     let w = match &value {
-                        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(_), .. }) => errors
-                            .ok(count(&value, "window", "would hold no calls").and_then(|n| {
-                                if n > 1_000_000 {
-                                    Err(syn::Error::new_spanned(&value, "a count window holds at most 1,000,000 calls"))
-                                } else {
-                                    Ok(n)
-                                }
-                            }))
-                            .map(Window::Calls),
+                        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(_), .. }) => {
+                            errors.ok(count(&value, "window", adk_settings::call_window)).map(Window::Calls)
+                        }
                         _ => errors
                             .ok(args::duration(
                                 &value,
                                 "`window` (a count like `20` or a time like \"60s\")",
                                 BareInteger::Rejected,
                             )
-                            .and_then(|n| {
-                                if n < 1_000_000_000 {
-                                    Err(syn::Error::new_spanned(&value, "a time window must be at least \"1s\""))
-                                } else {
-                                    Ok(n)
-                                }
-                            }))
+                            .and_then(|n| args::rule(&value, adk_settings::time_window(n))))
                             .map(Window::Time),
                     };
                     window.set_once(&key, w, attr, errors);
@@ -150,16 +120,15 @@ impl CircuitBreaker {
                 _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
             }
         }
-        if let (Some(span), None) = (slow_rate.span(), slow_call.get()) {
-            errors.at(span, "`slow_rate` needs `slow_call`, the duration above which a call counts as slow");
+        if let (Some(span), Err(invalid)) =
+            (slow_rate.span(), adk_settings::slow_rate_needs_slow_call(slow_call.get().copied()))
+        {
+            errors.at(span, invalid);
         }
         if let (Some(max), Some(span)) = (max_open_for.get(), max_open_for.span()) {
-            let open = open_for.get().copied().unwrap_or(60_000_000_000);
-            if *max < open {
-                errors.at(
-                    span,
-                    "`max_open_for` is shorter than `open_for`; it caps how far `open_for` grows on repeated opens",
-                );
+            let open = open_for.get().copied().unwrap_or(DEFAULT_OPEN_FOR);
+            if let Err(invalid) = adk_settings::max_open_for(open, *max) {
+                errors.at(span, invalid);
             }
         }
         CircuitBreaker {

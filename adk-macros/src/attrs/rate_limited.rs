@@ -78,11 +78,10 @@ impl RateLimited {
                         } * NANOS_PER_SEC;
                         errors.ok(args::lit_u64(&value, &format!("`{k}`"))).map(|count| (count, period))
                     };
-                    if let Some((0, _)) = parsed {
-                        errors.spanned(
-                            &value,
-                            "a rate of zero would refuse every call; give at least 1 (or remove the attribute)",
-                        );
+                    if let Some((count, _)) = parsed
+                        && let Err(invalid) = adk_settings::rate(count)
+                    {
+                        errors.spanned(&value, invalid);
                         continue;
                     }
                     if let Some(first) = &rate_key {
@@ -96,16 +95,8 @@ impl RateLimited {
                     rate.set_once(&k, parsed, attr, errors);
                 }
                 "burst" => {
-                    let b = errors.ok(args::lit_u64(&value, "`burst`").and_then(|b| {
-                        if b == 0 {
-                            Err(syn::Error::new_spanned(
-                                &value,
-                                "`burst` below 1 would refuse every call; give at least 1",
-                            ))
-                        } else {
-                            Ok(b)
-                        }
-                    }));
+                    let b = errors
+                        .ok(args::lit_u64(&value, "`burst`").and_then(|b| args::rule(&value, adk_settings::burst(b))));
                     burst.set_once(&k, b, attr, errors);
                 }
                 "key" => key.set_once(&k, Some(value), attr, errors),

@@ -55,15 +55,9 @@ impl Retry {
             let name = key.to_string();
             match name.as_str() {
                 "attempts" => {
-                    let v = errors.ok(args::lit_u64(&value, "`attempts`").and_then(|n| {
-                        match u32::try_from(n) {
-                            Ok(n) if (1..=100).contains(&n) => Ok(n),
-                            _ => Err(syn::Error::new_spanned(
-                                &value,
-                                "`attempts` counts every call, the first included: use 1 to 100 (3 retries = `attempts = 4`)",
-                            )),
-                        }
-                    }));
+                    let v = errors
+                        .ok(args::lit_u64(&value, "`attempts`")
+                            .and_then(|n| args::rule(&value, adk_settings::attempts(n))));
                     attempts.set_once(&key, v, attr, errors);
                 }
                 "backoff" => {
@@ -72,33 +66,22 @@ impl Retry {
                     backoff.set_once(&key, v, attr, errors);
                 }
                 "base" | "max_delay" | "max_elapsed" => {
+                    let (setting, slot) = match name.as_str() {
+                        "base" => ("base", &mut base),
+                        "max_delay" => ("max_delay", &mut max_delay),
+                        _ => ("max_elapsed", &mut max_elapsed),
+                    };
                     let v = errors.ok(args::duration(&value, &format!("`{name}`"), BareInteger::Rejected).and_then(
-                        |nanos| {
-                            if nanos == 0 && name != "base" {
-                                Err(syn::Error::new_spanned(&value, format!("`{name}` must be above zero")))
-                            } else {
-                                Ok(nanos)
-                            }
+                        |nanos| match setting {
+                            "base" => Ok(nanos),
+                            _ => args::rule(&value, adk_settings::above_zero(setting, nanos)),
                         },
                     ));
-                    let slot = match name.as_str() {
-                        "base" => &mut base,
-                        "max_delay" => &mut max_delay,
-                        _ => &mut max_elapsed,
-                    };
                     slot.set_once(&key, v, attr, errors);
                 }
                 "multiplier" => {
-                    let v = errors.ok(args::lit_f64(&value, "`multiplier`").and_then(|m| {
-                        if m.is_finite() && m >= 1.0 {
-                            Ok(m)
-                        } else {
-                            Err(syn::Error::new_spanned(
-                                &value,
-                                "`multiplier` must be at least 1 (each wait grows by this factor)",
-                            ))
-                        }
-                    }));
+                    let v = errors.ok(args::lit_f64(&value, "`multiplier`")
+                        .and_then(|m| args::rule(&value, adk_settings::multiplier(m))));
                     multiplier.set_once(&key, v, attr, errors);
                 }
                 "jitter" => {
@@ -113,16 +96,10 @@ impl Retry {
                     when.set_once(&key, v, attr, errors);
                 }
                 "budget" => {
-                    let v = errors.ok(args::lit_f64(&value, "`budget`").and_then(|b| {
-                        if b > 0.0 && b <= 10.0 {
-                            Ok(b)
-                        } else {
-                            Err(syn::Error::new_spanned(
-                                &value,
-                                "`budget` is the fraction of calls retries may add, in (0, 10]: e.g. `budget = 0.2` for at most 20% extra load",
-                            ))
-                        }
-                    }));
+                    let v =
+                        errors
+                            .ok(args::lit_f64(&value, "`budget`")
+                                .and_then(|b| args::rule(&value, adk_settings::budget(b))));
                     budget.set_once(&key, v, attr, errors);
                 }
                 _ => errors.push(args::unknown_key(&key, attr, PARAMS)),
@@ -146,12 +123,9 @@ impl Retry {
             errors.at(m, format!("`multiplier` only applies to `backoff = \"exponential\"`, not {kind:?}"));
         }
         if let (Some(base_nanos), Some(max), Some(max_span)) = (retry.base, retry.max_delay, max_delay.span())
-            && max < base_nanos
+            && let Err(invalid) = adk_settings::max_delay(base_nanos, max)
         {
-            errors.at(
-                max_span,
-                "`max_delay` is shorter than `base`: every wait would be cut to `max_delay`; raise it or lower `base`",
-            );
+            errors.at(max_span, invalid);
         }
         retry
     }

@@ -30,13 +30,8 @@ impl Timeout {
                     continue;
                 }
             };
-            let nanos = errors.ok(args::duration(&value, "#[adk::timeout]", BareInteger::Rejected).and_then(|n| {
-                if n == 0 {
-                    Err(syn::Error::new_spanned(&value, "a timeout of zero would fail every call"))
-                } else {
-                    Ok(n)
-                }
-            }));
+            let nanos = errors.ok(args::duration(&value, "#[adk::timeout]", BareInteger::Rejected)
+                .and_then(|n| args::rule(&value, adk_settings::timeout(n))));
             after.set_once(&key, nanos, attr, errors);
         }
         if after.get().is_none() && errors.len() == before {

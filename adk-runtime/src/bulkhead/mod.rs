@@ -10,6 +10,10 @@
 //! waiters only when there are some. Waiters are woken in turn, but a caller arriving just as a slot is freed may take
 //! it first (as with a tower `ConcurrencyLimit` over an unfair semaphore); the bound itself is exact.
 
+mod builder;
+
+pub use builder::BulkheadBuilder;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;

@@ -23,6 +23,7 @@
 //! windows slide in steps of 1/60 of their length.
 
 mod breaker;
+mod builder;
 mod config;
 mod window;
 
@@ -30,6 +31,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 pub use breaker::{BreakerPermit, CircuitBreaker, WindowSnapshot};
+pub use builder::CircuitBreakerBuilder;
 pub use config::{CircuitBreakerConfig, Window};
 
 use crate::error::{Classify, Error, ErrorClass};

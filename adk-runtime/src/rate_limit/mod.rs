@@ -31,6 +31,7 @@
 //! that another store can apply the same ones.
 
 mod algorithm;
+mod builder;
 mod limiter;
 mod rate;
 mod store;
@@ -49,6 +50,7 @@ use algorithm::{Start, Verdict};
 use limiter::Target;
 use telemetry::Decision;
 
+pub use builder::RateLimiterBuilder;
 pub use limiter::{Denied, RateLimiter, Snapshot};
 pub use rate::{Quota, Rate, Strategy};
 

@@ -6,6 +6,7 @@
 
 mod backoff;
 mod budget;
+mod builder;
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
+pub use builder::RetryPolicyBuilder;
 
 use crate::deadline;
 use crate::error::{Classify, ErrorClass};
