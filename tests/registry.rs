@@ -50,9 +50,26 @@ fn differing_declarations_of_one_name_are_reported_before_any_call() {
     assert!(sites.iter().all(|s| s.starts_with("tests/registry.rs:")), "{sites:?}");
     assert_ne!(sites[0], sites[1], "both call sites");
     assert_eq!(conflict.in_force, None, "neither function has run");
-    assert!(adk::registry().circuit_breaker("registry-startup-only").is_none(), "nothing was created");
     assert!(!conflicts.iter().any(|c| c.name == "registry-test-provider"), "equal settings are one instance");
     let _ = (never_called_a, never_called_b, agrees_a(), agrees_b());
+}
+
+#[test]
+fn a_declared_name_can_be_looked_up_before_any_call_under_it() {
+    // Operators (and tower layers) reach a named instance at start-up, before traffic: the registry makes it from
+    // the declaration, with the settings it declares.
+    let provider = adk::registry().rate_limiter("registry-test-provider").expect("made from its declaration");
+    assert_eq!(provider.quota().rate().count(), 60);
+    let breaker = adk::registry().circuit_breaker("registry-lookup-only").expect("made from its declaration");
+    assert_eq!((breaker.config().failure_rate(), breaker.config().min_calls()), (0.25, 3));
+    assert!(adk::registry().circuit_breaker("registry-nobody-declares").is_none());
+    let _ = never_called_c;
+}
+
+// Never called either: only its declaration can make its breaker.
+#[adk::circuit_breaker(name = "registry-lookup-only", failure_rate = 0.25, min_calls = 3)]
+async fn never_called_c() -> Result<u32, DbError> {
+    Ok(3)
 }
 
 #[tokio::test]

@@ -37,8 +37,9 @@ pub enum Declare {
     /// The policy has no shared name.
     No,
     /// The policy is shared by name: `named` when the attribute gives `name = ...`, else it defaults to the
-    /// function's path.
-    Shared { named: bool },
+    /// function's path. `create` is the policy's method that puts its instance in the registry, so that the registry
+    /// can make a declared instance before any call (for operators, tower layers).
+    Shared { named: bool, create: &'static str },
 }
 
 impl Cx<'_> {
@@ -66,8 +67,15 @@ impl Cx<'_> {
         let policy = self.local(ident);
         if !self.info.is_method() {
             let init = build(&self.function);
-            let declared = (declare != Declare::No)
-                .then(|| quote!(#k::__private::inventory::submit! { #k::__private::Declared(|| #policy.declared()) }));
+            let declared = match declare {
+                Declare::No => None,
+                Declare::Shared { create, .. } => {
+                    let create = syn::Ident::new(create, Span::call_site());
+                    Some(quote!(#k::__private::inventory::submit! {
+                        #k::__private::Declared(|| #policy.declared(), || { #policy.#create(); })
+                    }))
+                }
+            };
             return (quote!(static #policy: #ty = #init; #declared), policy.to_token_stream());
         }
         let name = self.info.name.to_string();
@@ -75,15 +83,23 @@ impl Cx<'_> {
             ::core::module_path!(), ::core::any::type_name::<Self>(), #name
         ));
         let init = build(&method_path);
-        let declared = (declare == Declare::Shared { named: true }).then(|| {
-            let declared_init = build(&self.function);
-            quote! {
-                #k::__private::inventory::submit! { #k::__private::Declared(|| {
-                    static #policy: #ty = #declared_init;
-                    #policy.declared()
-                }) }
+        let declared = match declare {
+            Declare::Shared { named: true, create } => {
+                // A copy with the same settings and name: `Self` cannot be named here, but a named policy's
+                // declaration and instance do not depend on it.
+                let (declared_init, create) = (build(&self.function), syn::Ident::new(create, Span::call_site()));
+                let copy = self.local("__ADK_DECLARED");
+                Some(quote! {
+                    #k::__private::inventory::submit! {
+                        #k::__private::Declared(
+                            || { static #copy: #ty = #declared_init; #copy.declared() },
+                            || { static #copy: #ty = #declared_init; #copy.#create(); },
+                        )
+                    }
+                })
             }
-        });
+            _ => None,
+        };
         let reference = self.local(&ident.to_lowercase());
         (
             quote! {

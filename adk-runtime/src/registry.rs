@@ -52,7 +52,8 @@ impl Registry {
         }
     }
 
-    /// The cache called `name`, once a function using it has run (or its policy's handle was taken).
+    /// The cache called `name`, once a function declares it (or a policy's handle was taken): the instance is
+    /// made from an annotated function's declaration, with its settings, before any call.
     ///
     /// ```
     /// use adk_runtime::cache::CachePolicy;
@@ -65,7 +66,7 @@ impl Registry {
     /// assert!(profiles.invalidate(&7_u64));
     /// ```
     pub fn cache(&self, name: &str) -> Option<CacheHandle> {
-        self.caches.get(name).map(CacheHandle::new)
+        self.caches.get(name).or_else(|| self.create_declared("cache", name, &self.caches)).map(CacheHandle::new)
     }
 
     /// The names of the caches declared so far, sorted.
@@ -73,7 +74,8 @@ impl Registry {
         self.caches.names()
     }
 
-    /// The circuit breaker called `name`, once a function naming it has run (or its policy was first used).
+    /// The circuit breaker called `name`, once a function declares it (or a policy was first used): the instance
+    /// is made from an annotated function's declaration, with its settings, before any call.
     ///
     /// ```
     /// use adk_runtime::{CircuitState, registry};
@@ -89,7 +91,9 @@ impl Registry {
     /// openai.reset();
     /// ```
     pub fn circuit_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
-        self.circuit_breakers.get(name)
+        self.circuit_breakers
+            .get(name)
+            .or_else(|| self.create_declared("circuit_breaker", name, &self.circuit_breakers))
     }
 
     /// Every circuit breaker in use, by name.
@@ -106,7 +110,8 @@ impl Registry {
         self.circuit_breakers.all()
     }
 
-    /// The bulkhead called `name`, once a function naming it has run (or its policy was first used).
+    /// The bulkhead called `name`, once a function declares it (or a policy was first used): the instance is made
+    /// from an annotated function's declaration, with its settings, before any call.
     ///
     /// ```
     /// use adk_runtime::registry;
@@ -118,7 +123,7 @@ impl Registry {
     /// assert_eq!((db.in_use(), db.max_concurrent()), (0, 8));
     /// ```
     pub fn bulkhead(&self, name: &str) -> Option<Arc<Bulkhead>> {
-        self.bulkheads.get(name)
+        self.bulkheads.get(name).or_else(|| self.create_declared("bulkhead", name, &self.bulkheads))
     }
 
     /// Every bulkhead in use, by name.
@@ -133,7 +138,8 @@ impl Registry {
     }
 
     /// The rate limiter called `name` (a `name = "..."` of `#[rate_limited]`, or the path of a function limited
-    /// without one), once a function using it has run.
+    /// without one), once a function declares it: the instance is made from an annotated function's declaration,
+    /// with its settings, before any call.
     ///
     /// ```
     /// use adk_runtime::rate_limit::{Quota, RateLimitPolicy};
@@ -147,7 +153,21 @@ impl Registry {
     /// # });
     /// ```
     pub fn rate_limiter(&self, name: &str) -> Option<Arc<RateLimiter>> {
-        self.rate_limiters.get(name)
+        self.rate_limiters.get(name).or_else(|| self.create_declared("rate_limiter", name, &self.rate_limiters))
+    }
+
+    /// The instance called `name` made from its declaration, when a function declares it but none has run yet.
+    /// Only the process-wide registry holds declared instances.
+    fn create_declared<T: ?Sized>(&self, kind: &'static str, name: &str, named: &Named<T>) -> Option<Arc<T>> {
+        if !std::ptr::eq(self, registry()) {
+            return None;
+        }
+        let declared = inventory::iter::<Declared>.into_iter().find(|declared| {
+            let (declared_kind, declared_name, _) = (declared.0)();
+            declared_kind == kind && declared_name == name
+        })?;
+        (declared.1)();
+        named.get(name)
     }
 
     /// The names of all rate limiters in use, sorted.
@@ -301,9 +321,10 @@ impl Registry {
 }
 
 /// A named policy's declaration, registered at link time by the attribute's expansion so that conflicting names are
-/// found at start-up: a function returning (kind, name, declaration).
+/// found at start-up: a function returning (kind, name, declaration), and one that puts the policy's instance in the
+/// registry, so that a declared name can be looked up before any call under it.
 #[doc(hidden)]
-pub struct Declared(pub fn() -> (&'static str, &'static str, Declaration));
+pub struct Declared(pub fn() -> (&'static str, &'static str, Declaration), pub fn());
 
 inventory::collect!(Declared);
 

@@ -86,7 +86,7 @@ impl Attribute for Bulkhead {
                 let name = name(function);
                 quote!(#k::__private::bulkhead::BulkheadPolicy::new(#name, #call_site, #n) #wait)
             },
-            Declare::Shared { named: self.name.is_some() },
+            Declare::Shared { named: self.name.is_some(), create: "bulkhead" },
         );
         quote! {{
             #declare

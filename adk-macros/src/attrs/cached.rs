@@ -123,7 +123,7 @@ impl Attribute for Cached {
             "__ADK_CACHE",
             quote!(#k::__private::cache::CachePolicy),
             |function| quote!(#k::__private::cache::CachePolicy::new(#function, #call_site) #policy),
-            Declare::Shared { named: self.name.is_some() },
+            Declare::Shared { named: self.name.is_some(), create: "handle" },
         );
         let lookup = if cx.info.is_async {
             quote!(#policy_static.get_or_run(#key, async { #inner }, #mode).await)

@@ -223,7 +223,7 @@ impl Attribute for CircuitBreaker {
                 let name = name(function);
                 quote!(#cb::CircuitBreakerPolicy::new(#name, #call_site, #config))
             },
-            Declare::Shared { named: self.name.is_some() },
+            Declare::Shared { named: self.name.is_some(), create: "breaker" },
         );
         quote! {{
             #declare

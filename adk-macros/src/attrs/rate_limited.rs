@@ -204,7 +204,7 @@ impl Attribute for RateLimited {
             "__ADK_RATE_LIMIT",
             quote!(#rl::RateLimitPolicy),
             |function| quote!(#rl::RateLimitPolicy::new(#function, #call_site, #quota) #policy),
-            Declare::Shared { named: self.name.is_some() },
+            Declare::Shared { named: self.name.is_some(), create: "limiter" },
         );
         let call = if self.key.is_none() && self.cost.is_none() {
             quote!(#policy_static.run(async { #inner }, #refuse))
