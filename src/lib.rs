@@ -52,6 +52,10 @@ pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, Registry, regis
 #[doc(inline)]
 pub use adk_runtime as runtime;
 
+/// adk's policies as `tower` layers (feature `tower`).
+#[cfg(feature = "tower")]
+pub use adk_runtime::tower;
+
 /// The `prometheus` crate adk records into: `adk::metrics::register_into(&registry)` takes a
 /// `prometheus::Registry` of this version, so use this path rather than a `prometheus` dependency of another version.
 ///

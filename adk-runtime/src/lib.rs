@@ -19,6 +19,8 @@ mod settings;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod timeout;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 #[doc(hidden)]
 pub mod macro_support;
