@@ -1,6 +1,9 @@
 //! #[adk::bulkhead]: a bound on calls in flight, refusal or waiting, and release on cancellation.
 
-use std::sync::Arc;
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -59,4 +62,38 @@ async fn a_call_waits_up_to_max_wait_for_a_slot() {
     assert!(matches!(patient(Duration::ZERO).await, Err(PoolError::Adk(adk::Error::BulkheadFull { .. }))));
     assert_eq!(start.elapsed(), Duration::from_secs(1), "refused once max_wait passed");
     first.await.unwrap().unwrap();
+}
+
+#[adk::bulkhead(max_concurrent = 1, max_wait = "10s", name = "test-fair-pool")]
+async fn in_turn(who: &'static str, admitted: Arc<Mutex<Vec<&'static str>>>) -> Result<(), PoolError> {
+    admitted.lock().unwrap().push(who);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_calls_are_admitted_in_arrival_order_and_a_newcomer_queues_behind_them() {
+    let admitted = Arc::new(Mutex::new(Vec::new()));
+    in_turn("first use", admitted.clone()).await.unwrap();
+    let pool = adk::registry().bulkhead("test-fair-pool").unwrap();
+    let held = pool.try_acquire().unwrap();
+    let waiters: Vec<_> = ["first", "second", "third"]
+        .into_iter()
+        .map(|who| {
+            let waiter = tokio::spawn(in_turn(who, admitted.clone()));
+            (waiter, who)
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!(pool.waiting(), 3);
+
+    drop(held);
+    // Polled once as the slot frees, before the first waiter runs again: an unfair bulkhead would run it now.
+    let mut newcomer = pin!(in_turn("newcomer", admitted.clone()));
+    assert!(poll_fn(|cx| Poll::Ready(newcomer.as_mut().poll(cx))).await.is_pending());
+    newcomer.await.unwrap();
+    for (waiter, who) in waiters {
+        waiter.await.unwrap().unwrap_or_else(|e| panic!("{who} was refused: {e:?}"));
+    }
+    assert_eq!(*admitted.lock().unwrap(), ["first use", "first", "second", "third", "newcomer"]);
 }

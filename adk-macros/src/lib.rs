@@ -315,8 +315,10 @@ pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # async fn main() { assert_eq!(query("select 1").await.unwrap(), 8); }
 /// ```
 ///
-/// `max_concurrent` is required (at least 1). Functions naming the same bulkhead share its slots. A cancelled call
-/// (its future dropped, also while waiting) gives its slot back. Place it below `#[retry]`: above it, a call would hold
+/// `max_concurrent` is required (at least 1). Functions naming the same bulkhead share its slots. Waiting calls are
+/// admitted in the order they arrived, and a call arriving while others wait queues behind them (or, with no
+/// `max_wait`, is refused) rather than taking a slot as it frees. A cancelled call (its future dropped, also while
+/// waiting) gives its slot back. Place it below `#[retry]`: above it, a call would hold
 /// its slot through the backoff waits (a warning). A wait is cut to the deadline of an enclosing `#[timeout]` or
 /// `max_elapsed`. The default name is the function's path (with the `Self` type on a method). Metrics:
 /// `adk_bulkhead_in_use{bulkhead}` (a gauge: slots held now, 0 to `max_concurrent`),

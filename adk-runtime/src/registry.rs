@@ -186,8 +186,9 @@ impl Registry {
     /// - **Caches**: every entry invalidated; a value being computed meanwhile still answers its callers but is not
     ///   stored ([`CacheHandle::invalidate_all`]).
     /// - **Bulkheads**: their slots are the calls in flight, so they are left alone. A call holding a slot keeps it
-    ///   and frees it when it ends, a call waiting for one keeps waiting, and `in_use` and `waiting` go on counting
-    ///   them; only the count of refusals (`adk_bulkhead_rejections_total`) starts again from 0.
+    ///   and frees it when it ends, a call waiting for one keeps waiting in its place in the queue, and `in_use` and
+    ///   `waiting` go on counting them; only the count of refusals (`adk_bulkhead_rejections_total`) starts again
+    ///   from 0.
     /// - **Metrics**: every counter and histogram starts again from 0, with its series and labels kept. Gauges mirror
     ///   live state and stay true to it: `adk_calls_in_flight` and `adk_bulkhead_in_use` go on counting the calls
     ///   still running (zeroed, they would drop below 0 as those calls end), `adk_circuit_breaker_state` shows the
@@ -443,6 +444,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reset_returns_every_instance_to_its_first_state_and_keeps_the_instances() {
+        use std::time::Duration;
+
         use crate::CircuitState;
         use crate::bulkhead::Bulkhead;
         use crate::cache::CachePolicy;
@@ -471,6 +474,11 @@ mod tests {
         let store = cache.store::<u64, u64>();
         store.insert(7, 49, store.epoch());
         let held = bulkhead.try_acquire().unwrap();
+        let waiter = tokio::spawn({
+            let bulkhead = bulkhead.clone();
+            async move { bulkhead.acquire(Duration::from_secs(60)).await.map(drop) }
+        });
+        tokio::task::yield_now().await;
 
         registry.reset_instances();
 
@@ -479,7 +487,10 @@ mod tests {
         assert_eq!(registry.cache("reset-cache").unwrap().len(), 0);
         assert_eq!(bulkhead.in_use(), 1, "a call in flight keeps its slot");
         assert!(bulkhead.try_acquire().is_err(), "and the bound still counts it");
+        assert_eq!(bulkhead.waiting(), 1, "a queued call keeps waiting");
         drop(held);
+        assert!(bulkhead.try_acquire().is_err(), "the freed slot went to the queued call");
+        waiter.await.unwrap().unwrap();
         assert_eq!(bulkhead.in_use(), 0);
         let same = |a: &Arc<CircuitBreaker>| Arc::ptr_eq(a, &registry.circuit_breaker("reset-breaker").unwrap());
         assert!(same(&breaker), "the instances are kept");

@@ -6,9 +6,12 @@
 //! `max_wait` to each function, so a background job may queue where a request handler refuses at once. A wait is cut
 //! to the deadline the call runs under (an enclosing `#[timeout]`; see [`crate::deadline`]).
 //!
-//! A slot is taken with one compare-and-swap on a counter and given back with one subtraction; a [`Notify`] wakes
-//! waiters only when there are some. Waiters are woken in turn, but a caller arriving just as a slot is freed may take
-//! it first (as with a tower `ConcurrencyLimit` over an unfair semaphore); the bound itself is exact.
+//! The slots are the permits of a tokio [`Semaphore`], which is fair: waiters are admitted in the order they arrived,
+//! and a freed slot goes straight to the first of them, so a caller arriving just as it is freed queues behind them
+//! (or, if it may not wait, is refused) instead of taking it. With an unfair counter, callers that keep arriving could starve a waiter
+//! until its `max_wait` ran out. A call that finds a free slot takes it without queueing; one that finds none and may
+//! not wait is refused without queueing. The price is that giving a slot back briefly locks the semaphore's queue,
+//! waiters or not: about 10 ns more per call than a bare counter (see `benches/README.md`).
 
 mod builder;
 
@@ -16,14 +19,12 @@ pub use builder::BulkheadBuilder;
 
 use std::fmt;
 use std::future::Future;
-use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntGauge};
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::Error;
 use crate::metrics::{self, Refresh};
@@ -60,9 +61,10 @@ impl BulkheadPolicy {
     /// [`with_max_wait`](Self::with_max_wait), a call finding it full is refused at once.
     ///
     /// # Panics
-    /// If `max_concurrent` is 0 (at compile time when built in a `static`).
+    /// If `max_concurrent` is 0 or above [`Semaphore::MAX_PERMITS`] (at compile time when built in a `static`).
     pub const fn new(name: &'static str, call_site: &'static str, max_concurrent: usize) -> Self {
         assert!(max_concurrent > 0, "max_concurrent must be at least 1");
+        assert!(max_concurrent <= Semaphore::MAX_PERMITS, "max_concurrent is above what a tokio Semaphore holds");
         BulkheadPolicy { name, call_site, max_concurrent, max_wait: Duration::ZERO, bulkhead: OnceLock::new() }
     }
 
@@ -152,16 +154,16 @@ impl BulkheadPolicy {
 pub struct Bulkhead {
     slots: Slots,
     max_concurrent: usize,
-    notify: Notify,
     name: String,
     in_use_gauge: IntGauge,
     rejections: IntCounter,
 }
 
-/// The counters every call touches, alone on their cache line.
+/// What every call touches, alone on its cache lines so that the counters updated beside it do not slow it down.
 #[repr(align(128))]
 struct Slots {
-    in_use: AtomicUsize,
+    free: Semaphore,
+    // The semaphore does not say how many wait; only waiting calls touch this.
     waiting: AtomicUsize,
 }
 
@@ -169,9 +171,8 @@ impl Bulkhead {
     pub(crate) fn new(name: &str, max_concurrent: usize) -> Arc<Self> {
         let families = metrics::families();
         let bulkhead = Arc::new(Bulkhead {
-            slots: Slots { in_use: AtomicUsize::new(0), waiting: AtomicUsize::new(0) },
+            slots: Slots { free: Semaphore::new(max_concurrent), waiting: AtomicUsize::new(0) },
             max_concurrent,
-            notify: Notify::new(),
             name: name.to_owned(),
             in_use_gauge: families.bulkhead_in_use.with_label_values(&[name]),
             rejections: families.bulkhead_rejections_total.with_label_values(&[name]),
@@ -212,7 +213,8 @@ impl Bulkhead {
     /// assert_eq!(DB.bulkhead().in_use(), 1);
     /// ```
     pub fn in_use(&self) -> usize {
-        self.slots.in_use.load(SeqCst)
+        // A slot handed to a waiter that has not run yet counts as held: nobody else can take it.
+        self.max_concurrent - self.slots.free.available_permits()
     }
 
     /// Calls waiting for a slot now.
@@ -223,10 +225,11 @@ impl Bulkhead {
     /// assert_eq!(DB.bulkhead().waiting(), 0);
     /// ```
     pub fn waiting(&self) -> usize {
-        self.slots.waiting.load(SeqCst)
+        self.slots.waiting.load(Relaxed)
     }
 
-    /// A slot if one is free now; else [`Error::BulkheadFull`].
+    /// A slot if one is free now; else [`Error::BulkheadFull`]. A slot freed while calls wait is theirs, so this does
+    /// not take it.
     ///
     /// ```
     /// # use adk_runtime::bulkhead::BulkheadPolicy;
@@ -236,11 +239,15 @@ impl Bulkhead {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, Error> {
-        if self.take() { Ok(BulkheadPermit { bulkhead: self }) } else { Err(self.refuse()) }
+        match self.slots.free.try_acquire() {
+            Ok(slot) => Ok(self.permit(slot)),
+            Err(_) => Err(self.refuse()),
+        }
     }
 
-    /// A slot, waiting up to `max_wait` for one (not at all if it is zero); else [`Error::BulkheadFull`]. Dropping
-    /// the future while it waits leaves nothing behind.
+    /// A slot, waiting up to `max_wait` for one (not at all if it is zero); else [`Error::BulkheadFull`]. Waiters are
+    /// admitted in the order they arrived. Dropping the future while it waits leaves nothing behind: a slot handed to
+    /// it in the meantime goes to the next waiter.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -253,15 +260,15 @@ impl Bulkhead {
     /// ```
     #[inline]
     pub async fn acquire(&self, max_wait: Duration) -> Result<BulkheadPermit<'_>, Error> {
-        if self.take() {
-            return Ok(BulkheadPermit { bulkhead: self });
+        if let Ok(slot) = self.slots.free.try_acquire() {
+            return Ok(self.permit(slot));
         }
         // A waiting call never waits past the deadline it runs under.
         let max_wait = if max_wait.is_zero() { max_wait } else { crate::deadline::cut(max_wait) };
         if max_wait.is_zero() {
             return Err(self.refuse());
         }
-        // Boxed so that the futures of callers that never wait stay small (waiting holds a timer and a waiter node).
+        // Boxed so that the futures of callers that never wait stay small (waiting holds a timer and a queue node).
         Box::pin(self.wait_for_slot(max_wait)).await
     }
 
@@ -291,41 +298,16 @@ impl Bulkhead {
     }
 
     #[inline]
-    fn take(&self) -> bool {
-        let in_use = &self.slots.in_use;
-        let mut current = in_use.load(SeqCst);
-        while current < self.max_concurrent {
-            match in_use.compare_exchange_weak(current, current + 1, SeqCst, SeqCst) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
-        false
-    }
-
-    #[inline]
-    fn give_back(&self) {
-        self.slots.in_use.fetch_sub(1, SeqCst);
-        // Pairs with the waiter's increment of `waiting` before it looks at `in_use` (both sequentially consistent):
-        // either the waiter sees the slot free, or this sees the waiter.
-        if self.slots.waiting.load(SeqCst) > 0 {
-            self.notify.notify_one();
-        }
+    fn permit<'a>(&'a self, slot: SemaphorePermit<'a>) -> BulkheadPermit<'a> {
+        BulkheadPermit { bulkhead: self, _slot: slot }
     }
 
     #[cold]
     async fn wait_for_slot(&self, max_wait: Duration) -> Result<BulkheadPermit<'_>, Error> {
-        let deadline = Instant::now() + max_wait;
         let _waiting = Waiting::register(&self.slots.waiting);
-        loop {
-            let mut notified = pin!(self.notify.notified());
-            notified.as_mut().enable();
-            if self.take() {
-                return Ok(BulkheadPermit { bulkhead: self });
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return if self.take() { Ok(BulkheadPermit { bulkhead: self }) } else { Err(self.refuse()) };
-            }
+        match tokio::time::timeout(max_wait, self.slots.free.acquire()).await {
+            Ok(slot) => Ok(self.permit(slot.expect("a bulkhead's semaphore is never closed"))),
+            Err(_) => Err(self.refuse()),
         }
     }
 
@@ -357,14 +339,14 @@ struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
     fn register(waiting: &'a AtomicUsize) -> Self {
-        waiting.fetch_add(1, SeqCst);
+        waiting.fetch_add(1, Relaxed);
         Waiting(waiting)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -382,13 +364,7 @@ impl Drop for Waiting<'_> {
 #[must_use = "the slot is given back as soon as the permit is dropped"]
 pub struct BulkheadPermit<'a> {
     bulkhead: &'a Bulkhead,
-}
-
-impl Drop for BulkheadPermit<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.bulkhead.give_back();
-    }
+    _slot: SemaphorePermit<'a>,
 }
 
 impl fmt::Debug for BulkheadPermit<'_> {
