@@ -76,8 +76,8 @@ pub(crate) trait Refresh: Send + Sync {
     fn rebase(&self) {}
 }
 
-/// Has `instance` refreshed before every gathering of `adk_circuit_breaker_calls_total` or `adk_bulkhead_in_use`,
-/// whichever registry gathers them.
+/// Has `instance` refreshed before every gathering of `adk_circuit_breaker_calls_total`, `adk_cache_entries` or
+/// `adk_bulkhead_in_use`, whichever registry gathers them.
 pub(crate) fn refresh_before_gathering(instance: Weak<dyn Refresh>) {
     families().lock_refreshers().push(instance);
 }
@@ -267,7 +267,7 @@ impl Families {
             Box::new(Refreshed(self.circuit_breaker_calls_total.clone())),
             Box::new(self.retry_attempts_total.clone()),
             Box::new(self.cache_requests_total.clone()),
-            Box::new(self.cache_entries.clone()),
+            Box::new(Refreshed(self.cache_entries.clone())),
             Box::new(self.cache_evictions_total.clone()),
             Box::new(Refreshed(self.bulkhead_in_use.clone())),
             Box::new(self.bulkhead_rejections_total.clone()),
