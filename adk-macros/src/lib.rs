@@ -216,8 +216,10 @@ pub fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   only) or is cancelled, the caller that has waited longest takes over; the others keep waiting for its value, or
 ///   for the next turn if it fails too. So a failing dependency is not hit by every waiter at once, and a `#[timeout]`
 ///   above `#[cached]` bounds a caller's whole wait (one below it, each call). Nobody is left waiting.
-/// - Expiry follows tokio's clock (paused-time tests step through it) and a background sweeper returns memory without
-///   any call. Works on `async fn` and plain `fn` (sync callers have no single flight).
+/// - Expiry follows tokio's clock (paused-time tests step through it). Expired entries nobody reads again are
+///   reclaimed by the cache's own traffic: every 16th miss or insertion looks at up to 64 entries past their deadline,
+///   so memory returns without reads of the same keys. Works on `async fn` and plain `fn` (sync callers have no single
+///   flight).
 /// - Place it above `#[retry]` (inside it is a compile error) and below `#[fallback]` (above it, fallback answers would
 ///   be cached: a warning). Metrics: `adk_cache_requests_total{cache,result}`, `adk_cache_entries{cache}`,
 ///   `adk_cache_evictions_total{cache}`.

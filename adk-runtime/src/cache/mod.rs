@@ -24,8 +24,11 @@
 //! - **Bounded memory**: at most about `max_entries` entries per key and value type (default
 //!   [`CachePolicy::DEFAULT_MAX_ENTRIES`]); the bound is split evenly among the table's internal shards, so one shard
 //!   may evict a little before the total is reached. Eviction keeps frequently read entries over one-off ones (CLOCK-Pro,
-//!   close to S3-FIFO). Expired entries are dropped when read, and a background thread (one per process) sweeps the
-//!   others within about two seconds of their expiry, so memory returns without any call.
+//!   close to S3-FIFO). Expired entries are dropped when read; those nobody reads again are reclaimed by the cache's
+//!   own traffic, on tokio's clock like the reads: every 16th miss or insertion of a store looks at up to 64 of its
+//!   entries past their deadline (earliest first) and removes them, so memory returns after expiry without reads of
+//!   the same keys, and a paused-time test is never raced by a clock of another kind. A store that sees no traffic
+//!   at all keeps its expired entries (at most `max_entries`) until its next miss or insertion.
 //! - **Invalidation**: [`Registry::cache`](crate::Registry::cache) gives a [`CacheHandle`] to remove one key or all of
 //!   them. A value being computed during an invalidation still answers its callers but is not stored; callers
 //!   arriving after the invalidation start a run of their own beside it (and, should the first run fail, its waiters
@@ -33,7 +36,8 @@
 //! - **Sync callers**: [`CachePolicy::get_or_run_sync`] has the same hits, expiry and metrics, without single flight:
 //!   concurrent sync misses each run the body.
 //! - **Metrics**: `adk_cache_requests_total{cache,result="hit"|"miss"}` (a caller that waited for a leader counts as a
-//!   miss), `adk_cache_entries{cache}` (published every second by the sweeper and at once after an invalidation),
+//!   miss), `adk_cache_entries{cache}` (read from the stores when the metrics are gathered, and published at once
+//!   after an invalidation; it counts expired entries not yet reclaimed),
 //!   `adk_cache_evictions_total{cache}` (entries dropped for size or expiry, not invalidations).
 //!
 //! # The store
@@ -45,6 +49,46 @@
 //! flight here costs nothing on a hit. A hit here costs about 2 to 2.5 times a bare
 //! `quick_cache` get (the typed store behind the name, the hit counter, the entry's bookkeeping), and a cache with a
 //! `ttl` or `tti` adds one read of tokio's clock (about 25 ns on the same machine).
+//!
+//! Reclaiming expired entries keeps, beside the table, a min-heap of `(deadline, key)` for the entries that expire,
+//! filled on insertion (a clone of the key, on the miss path) and never touched by a hit. A step pops the keys whose
+//! deadline has passed and looks at each entry under its shard's lock: gone (evicted, replaced, invalidated) or
+//! expired, the key is forgotten; read since (a `tti`) or replaced with a later deadline, it goes back at its new
+//! deadline. The heap may hold keys of entries long gone; once it holds more than twice `max_entries`, one step goes
+//! through all of it and keeps one element per key still held. Reclaiming has no thread of its own: a thread has
+//! only the real clock, which races tokio's paused clock in tests, and a task would die with whichever runtime
+//! spawned it.
+//!
+//! # Backends
+//! Where a cache's entries live is a [`Backend`]: the in-memory store above, and later a store a fleet shares
+//! (Redis). Every backend passes one conformance suite (`cache/conformance.rs`). The decisions behind the trait:
+//! - **Typed, not bytes**: `Backend<K, V>` takes the cache's own key and value types, so the in-memory store keeps
+//!   values as they are (no serialisation) and a remote backend does its own encoding (serde, as `backend = "redis"`
+//!   will require of the output type).
+//! - **Boxed futures, behind `dyn`**: every method answers a [`BoxFuture`], so a remote backend can be held as
+//!   `Arc<dyn Backend<K, V>>` and chosen at run time (from configuration). The in-memory store implements the trait
+//!   too, but the policy reaches it directly: a hit stays a table lookup, a clone and a counter, with no future to
+//!   box and no dynamic call. No remote backend exists yet, so the policy holds only in-memory stores; one will be a
+//!   second kind of store the policy tells apart after its in-memory lookup, reached from the boxed miss path, so the
+//!   in-memory hit pays one branch at most.
+//! - **`ttl` per insertion**: a remote store expires keys itself (PX on Redis), and a `ttl` changed by a configuration
+//!   reload applies from the next insertion without rebuilding the backend. `tti` is the backend's own setting: it
+//!   is a write on every read, which a remote backend may do differently (or not at all) and says so.
+//! - **Invalidation revokes leases**: [`Backend::invalidate`] and [`Backend::invalidate_all`] also end the leases of
+//!   what they remove, so a value computed before an invalidation (anywhere in the fleet) is not stored after it, as
+//!   here. On Redis, `invalidate_all` is expected to move the name to a new generation of keys (one `INCR`) rather than
+//!   scan and delete.
+//! - **Single flight across processes is a lease**: within a process, the map of flights makes concurrent misses wait
+//!   for one caller (today it sits in the in-memory store; in front of a remote one, it will stay in the process).
+//!   That caller then takes the key's [`Lease`] (a short-lived `SET NX PX` on Redis,
+//!   with a random token), runs the body and [`fill`](Backend::fill)s: the value is stored only if the lease still
+//!   holds, and the lease ends in the same step. A caller that finds the lease held polls [`get`](Backend::get) until
+//!   the value appears or the lease is free. A failed run [`release`](Backend::release)s the lease, so the next
+//!   process takes over at once; a crashed one delays the others by the lease's hold at most. Tokens tell holders
+//!   apart, so a holder whose lease lapsed can neither store over nor release its successor's.
+//! - **`len` is for operators**: on a remote store it may be a scan, so no call's path uses it.
+//! - **The in-memory store keeps leases too**, on tokio's clock, though its own callers never need them: so it
+//!   passes the same suite, and code written against the trait behaves the same over it as over Redis.
 //!
 //! ```
 //! use std::time::Duration;
@@ -62,10 +106,13 @@
 //! # });
 //! ```
 
+mod backend;
+#[cfg(test)]
+mod conformance;
+mod expiry;
 mod flight;
 mod named;
 mod store;
-mod sweeper;
 
 use std::any::Any;
 use std::fmt;
@@ -74,6 +121,7 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use backend::{Backend, BackendError, BoxFuture, Lease};
 pub use named::CacheHandle;
 
 use crate::registry::{Declaration, registry};

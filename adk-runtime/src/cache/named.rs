@@ -3,14 +3,13 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use prometheus::{IntCounter, IntGauge};
 
 use super::CacheSettings;
 use super::store::{CacheKey, CacheValue, ErasedStore, Store};
-use super::sweeper;
-use crate::metrics::families;
+use crate::metrics::{self, Refresh, families};
 
 /// Metric handles of one cache name, resolved when the name is first declared.
 #[derive(Clone)]
@@ -22,7 +21,7 @@ pub(crate) struct CacheMetrics {
 }
 
 impl CacheMetrics {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let families = families();
         CacheMetrics {
             hits: families.cache_requests_total.with_label_values(&[name, "hit"]),
@@ -62,7 +61,8 @@ impl NamedCache {
             return store;
         }
         let store = Arc::new(Store::<K, V>::new(self.settings, self.metrics.clone()));
-        sweeper::watch(Arc::downgrade(&store) as _);
+        let weak: Weak<dyn Refresh> = Arc::downgrade(&store) as _;
+        metrics::refresh_before_gathering(weak);
         stores.push(store.clone());
         store
     }

@@ -1,11 +1,12 @@
-//! One typed cache: the entries (a `quick_cache` table holding each value with its birth instant on tokio's clock),
-//! the calls in flight per key, and the metric handles of the name it belongs to.
+//! One typed cache in memory: the entries (a `quick_cache` table holding each value with its birth instant on tokio's
+//! clock), the calls in flight per key, the keys to look at when reclaiming expired entries, and the metric handles
+//! of the name it belongs to. It is also the in-memory [`Backend`].
 
 use std::any::Any;
-use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::ready;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,8 +15,11 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 use tokio::time::Instant;
 
 use super::CacheSettings;
+use super::backend::{Backend, BackendError, BoxFuture, Lease};
+use super::expiry::{ExpiryQueue, Verdict};
 use super::flight::{Flight, Outcome};
 use super::named::CacheMetrics;
+use crate::metrics::Refresh;
 
 /// What a cache key must be: `Hash + Eq + Clone + Send + Sync + 'static`.
 ///
@@ -84,20 +88,43 @@ struct InFlight<V> {
 
 type Flights<K, V> = HashMap<K, InFlight<V>, DefaultHashBuilder>;
 
+/// A lease granted through [`Backend::lease`].
+struct Held {
+    token: u64,
+    /// `None` when the hold is too long to represent: it lasts until the lease is used or revoked.
+    until: Option<Instant>,
+}
+
+impl Held {
+    fn holds_at(&self, now: Instant) -> bool {
+        self.until.is_none_or(|until| until > now)
+    }
+}
+
+/// Who is filling which key: this process's callers (the flights) and the holders of [`Backend`] leases.
+struct Fills<K, V> {
+    flights: Flights<K, V>,
+    leases: HashMap<K, Held, DefaultHashBuilder>,
+}
+
 pub(crate) struct Store<K: CacheKey, V: CacheValue> {
     table: Table<K, Entry<V>, UnitWeighter, DefaultHashBuilder, CountEvictions>,
     ttl: Option<Duration>,
     tti: Option<Duration>,
-    /// Whether reads must check the clock (`ttl` or `tti` is set).
-    expires: bool,
+    /// Whether reads must check the clock: set from the start with a `ttl` or `tti`, and by the first entry stored
+    /// with a deadline of its own. Never cleared, so a read that sees an entry with a deadline sees it set.
+    expires: AtomicBool,
     metrics: CacheMetrics,
     /// The table's length as last added to the shared `adk_cache_entries` gauge.
     reported_len: AtomicI64,
     /// Also the lock that makes "insert the leader's value and retire its flight" one step for callers that miss, and
     /// that orders insertions after invalidations.
-    flights: Mutex<Flights<K, V>>,
-    /// Bumped (under the `flights` lock) by every invalidation; an insertion computed before one is dropped.
+    fills: Mutex<Fills<K, V>>,
+    /// Bumped (under the `fills` lock) by every invalidation; an insertion computed before one is dropped.
     epoch: AtomicU64,
+    expiry: ExpiryQueue<K>,
+    /// The token of the next lease granted.
+    next_lease: AtomicU64,
 }
 
 impl<K: CacheKey, V: CacheValue> Store<K, V> {
@@ -113,16 +140,19 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
             table: Table::with_options(options, UnitWeighter, DefaultHashBuilder::default(), evictions),
             ttl: settings.ttl,
             tti: settings.tti,
-            expires: settings.ttl.is_some() || settings.tti.is_some(),
+            expires: AtomicBool::new(settings.ttl.is_some() || settings.tti.is_some()),
             metrics,
             reported_len: AtomicI64::new(0),
-            flights: Mutex::new(HashMap::default()),
+            fills: Mutex::new(Fills { flights: HashMap::default(), leases: HashMap::default() }),
             epoch: AtomicU64::new(0),
+            expiry: ExpiryQueue::new(capacity),
+            next_lease: AtomicU64::new(1),
         }
     }
 
+    #[inline]
     pub(crate) fn expires(&self) -> bool {
-        self.expires
+        self.expires.load(Ordering::Relaxed)
     }
 
     /// The fresh value under `key`, counted as a hit or a miss.
@@ -132,7 +162,8 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         if found.is_some() {
             self.metrics.hits.inc()
         } else {
-            self.metrics.misses.inc()
+            self.metrics.misses.inc();
+            self.count_op();
         }
         found
     }
@@ -171,6 +202,21 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         }
     }
 
+    /// The instant `entry` stops being [`fresh`](Self::fresh), if it ever does.
+    fn deadline(&self, entry: &Entry<V>) -> Option<Instant> {
+        let idle = match (self.tti, &entry.last_read) {
+            // An unrepresentable instant never comes.
+            (Some(tti), Some(last_read)) => Duration::from_nanos(last_read.load(Ordering::Relaxed))
+                .checked_add(tti)
+                .and_then(|idle| entry.born.checked_add(idle)),
+            _ => None,
+        };
+        match (entry.expires_at, idle) {
+            (Some(expires_at), Some(idle)) => Some(expires_at.min(idle)),
+            (expires_at, idle) => expires_at.or(idle),
+        }
+    }
+
     #[cold]
     fn expire(&self, key: &K, now: Instant) {
         // Conditional, so a fresh value inserted since our read survives.
@@ -181,11 +227,13 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
 
     /// Stores `value` now, unless an invalidation happened after `epoch` was read (the value may predate it).
     pub(crate) fn insert(&self, key: K, value: V, epoch: u64) {
-        // Under the flights lock, so an invalidation comes wholly before or after.
-        let _flights = self.lock_flights();
+        // Under the fills lock, so an invalidation comes wholly before or after.
+        let fills = self.lock_fills();
         if self.epoch.load(Ordering::Relaxed) == epoch {
-            self.table.insert(key, self.entry(value));
+            self.put(key, self.entry(value, self.ttl));
         }
+        drop(fills);
+        self.count_op();
     }
 
     /// The epoch to pass to [`Store::insert`] for a value about to be computed.
@@ -193,21 +241,78 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    fn entry(&self, value: V) -> Entry<V> {
+    fn entry(&self, value: V, ttl: Option<Duration>) -> Entry<V> {
         let born = Instant::now();
         Entry {
             value,
             // An unrepresentable deadline (a ttl of centuries) never comes.
-            expires_at: self.ttl.and_then(|ttl| born.checked_add(ttl)),
+            expires_at: ttl.and_then(|ttl| born.checked_add(ttl)),
             born,
             last_read: self.tti.map(|_| Arc::new(AtomicU64::new(0))),
         }
     }
 
+    /// Puts `entry` in the table and, if it expires, its key in the expiry queue. Callers hold the fills lock.
+    fn put(&self, key: K, entry: Entry<V>) {
+        let Some(at) = self.deadline(&entry) else {
+            self.table.insert(key, entry);
+            return;
+        };
+        if !self.expires() {
+            self.expires.store(true, Ordering::Relaxed);
+        }
+        let queued = key.clone();
+        self.table.insert(key, entry);
+        // Queued after the insertion, so a step that finds the key due finds its entry too.
+        self.expiry.push(at, queued);
+    }
+
+    /// Counts a miss or an insertion, running a maintenance step on every [`EVERY`](super::expiry::EVERY)-th.
+    #[inline]
+    fn count_op(&self) {
+        if self.expiry.tick() {
+            self.maintain();
+        }
+    }
+
+    /// One bounded step of reclaiming: entries past their deadline on tokio's clock, and lapsed leases.
+    #[cold]
+    #[inline(never)]
+    fn maintain(&self) {
+        let now = Instant::now();
+        let mut reclaimed = 0;
+        self.expiry.step(now, |key| {
+            let (verdict, removed) = self.reclaim(key, now);
+            reclaimed += u64::from(removed);
+            verdict
+        });
+        if reclaimed > 0 {
+            self.metrics.evictions.inc_by(reclaimed);
+        }
+        let mut fills = self.lock_fills();
+        if !fills.leases.is_empty() {
+            fills.leases.retain(|_, held| held.holds_at(now));
+        }
+    }
+
+    /// Removes the entry under `key` if it has expired at `now`; says when to look again if it has not.
+    fn reclaim(&self, key: &K, now: Instant) -> (Verdict, bool) {
+        let mut verdict = Verdict::Forget;
+        let removed = self.table.remove_if(key, |entry| match self.deadline(entry) {
+            Some(at) if at <= now => true,
+            Some(at) => {
+                verdict = Verdict::Requeue(at);
+                false
+            }
+            None => false,
+        });
+        (verdict, removed.is_some())
+    }
+
     /// After a miss: wait for the call already filling `key`, or lead a new one.
     pub(crate) fn join_or_lead<'s>(&'s self, key: &'s K) -> Role<'s, K, V> {
-        let mut flights = self.lock_flights();
-        if let Some(in_flight) = flights.get_mut(key) {
+        let mut fills = self.lock_fills();
+        if let Some(in_flight) = fills.flights.get_mut(key) {
             in_flight.waiters += 1;
             return Role::Wait(Waiter { store: self, key, flight: in_flight.flight.clone(), waiting: true });
         }
@@ -217,27 +322,30 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
             return Role::Hit(value);
         }
         let flight = Arc::new(Flight::new());
-        flights.insert(key.clone(), InFlight { flight: flight.clone(), waiters: 0, leading: true });
+        fills.flights.insert(key.clone(), InFlight { flight: flight.clone(), waiters: 0, leading: true });
         Role::Lead(Leader { store: self, key, flight, finished: false })
     }
 
     pub(crate) fn invalidate(&self, key: &K) -> bool {
-        let mut flights = self.lock_flights();
+        let mut fills = self.lock_fills();
         self.epoch.fetch_add(1, Ordering::Relaxed);
         // Detach the call in flight: its callers still get its value, later callers start afresh, nothing is stored.
-        flights.remove(key);
+        fills.flights.remove(key);
+        fills.leases.remove(key);
         let removed = self.table.remove(key).is_some();
-        drop(flights);
+        drop(fills);
         self.report_len();
         removed
     }
 
     pub(crate) fn invalidate_all(&self) {
-        let mut flights = self.lock_flights();
+        let mut fills = self.lock_fills();
         self.epoch.fetch_add(1, Ordering::Relaxed);
-        flights.clear();
+        fills.flights.clear();
+        fills.leases.clear();
         self.table.clear();
-        drop(flights);
+        self.expiry.clear();
+        drop(fills);
         self.report_len();
     }
 
@@ -245,37 +353,113 @@ impl<K: CacheKey, V: CacheValue> Store<K, V> {
         self.table.len()
     }
 
-    /// Removes every entry expired at `now` and publishes the table's length.
-    pub(crate) fn sweep(&self, now: Instant) {
-        if !self.expires() {
-            self.report_len();
-            return;
-        }
-        let expired = Cell::new(0);
-        self.table.retain(|_, entry| {
-            let keep = self.fresh(entry, now);
-            expired.set(expired.get() + u64::from(!keep));
-            keep
-        });
-        self.metrics.evictions.inc_by(expired.get());
-        self.report_len();
-    }
-
     /// Brings the shared entries gauge up to date with this table (several tables may share one name). Not on the
-    /// insert path: the length costs a read lock per shard, so the sweeper publishes it every second.
+    /// insert path: the length costs a read lock per shard, so it is published when the metrics are gathered, and
+    /// at once after an invalidation.
     fn report_len(&self) {
         let len = i64::try_from(self.table.len()).unwrap_or(i64::MAX);
         let previous = self.reported_len.swap(len, Ordering::Relaxed);
         self.metrics.entries.add(len - previous);
     }
 
-    fn lock_flights(&self) -> MutexGuard<'_, Flights<K, V>> {
-        self.flights.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_fills(&self) -> MutexGuard<'_, Fills<K, V>> {
+        self.fills.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     #[cfg(test)]
     pub(crate) fn waiters(&self, key: &K) -> Option<usize> {
-        self.lock_flights().get(key).map(|in_flight| in_flight.waiters)
+        self.lock_fills().flights.get(key).map(|in_flight| in_flight.waiters)
+    }
+
+    /// Keys in the expiry queue, duplicates and keys no longer held included.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.expiry.len()
+    }
+}
+
+/// The table's length is published when the metrics are gathered: cheaper to read then than to track on every
+/// insertion and eviction.
+impl<K: CacheKey, V: CacheValue> Refresh for Store<K, V> {
+    fn refresh(&self) {
+        self.report_len();
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Drop for Store<K, V> {
+    fn drop(&mut self) {
+        // Takes its entries out of the shared gauge, which would otherwise count them for ever.
+        self.metrics.entries.sub(self.reported_len.load(Ordering::Relaxed));
+    }
+}
+
+/// The in-memory store through the seam every backend implements. The policy reaches it directly instead (a hit is
+/// a lookup and a clone, with no future to box), and single-flights its own callers with the flights, so leases here
+/// serve whatever else shares the store through this trait.
+impl<K: CacheKey, V: CacheValue> Backend<K, V> for Store<K, V> {
+    fn get<'a>(&'a self, key: &'a K) -> BoxFuture<'a, Result<Option<V>, BackendError>> {
+        let found = self.lookup(key);
+        if found.is_none() {
+            self.count_op();
+        }
+        Box::pin(ready(Ok(found)))
+    }
+
+    fn insert(&self, key: K, value: V, ttl: Option<Duration>) -> BoxFuture<'_, Result<(), BackendError>> {
+        let fills = self.lock_fills();
+        self.put(key, self.entry(value, ttl));
+        drop(fills);
+        self.count_op();
+        Box::pin(ready(Ok(())))
+    }
+
+    fn invalidate<'a>(&'a self, key: &'a K) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(ready(Ok(Store::invalidate(self, key))))
+    }
+
+    fn invalidate_all(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Store::invalidate_all(self);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn len(&self) -> BoxFuture<'_, Result<usize, BackendError>> {
+        Box::pin(ready(Ok(Store::len(self))))
+    }
+
+    fn lease<'a>(&'a self, key: &'a K, hold: Duration) -> BoxFuture<'a, Result<Option<Lease>, BackendError>> {
+        let now = Instant::now();
+        let mut fills = self.lock_fills();
+        let granted = match fills.leases.get(key) {
+            Some(held) if held.holds_at(now) => None,
+            _ => {
+                let token = self.next_lease.fetch_add(1, Ordering::Relaxed);
+                fills.leases.insert(key.clone(), Held { token, until: now.checked_add(hold) });
+                Some(Lease::new(token))
+            }
+        };
+        Box::pin(ready(Ok(granted)))
+    }
+
+    fn fill(&self, key: K, value: V, ttl: Option<Duration>, lease: Lease) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let now = Instant::now();
+        let mut fills = self.lock_fills();
+        let holds = fills.leases.get(&key).is_some_and(|held| held.token == lease.token() && held.holds_at(now));
+        if holds {
+            fills.leases.remove(&key);
+            self.put(key, self.entry(value, ttl));
+        }
+        drop(fills);
+        self.count_op();
+        Box::pin(ready(Ok(holds)))
+    }
+
+    fn release<'a>(&'a self, key: &'a K, lease: Lease) -> BoxFuture<'a, Result<(), BackendError>> {
+        let mut fills = self.lock_fills();
+        if fills.leases.get(key).is_some_and(|held| held.token == lease.token()) {
+            fills.leases.remove(key);
+        }
+        drop(fills);
+        Box::pin(ready(Ok(())))
     }
 }
 
@@ -293,15 +477,16 @@ impl<K: CacheKey, V: CacheValue> Leader<'_, K, V> {
     pub(crate) fn succeed(mut self, value: V) {
         self.finished = true;
         let store = self.store;
-        let mut flights = store.lock_flights();
-        if attached(&mut flights, self.key, &self.flight).is_some()
-            && let Some((key, in_flight)) = flights.remove_entry(self.key)
+        let mut fills = store.lock_fills();
+        if attached(&mut fills.flights, self.key, &self.flight).is_some()
+            && let Some((key, in_flight)) = fills.flights.remove_entry(self.key)
         {
-            store.table.insert(key, store.entry(value.clone()));
+            store.put(key, store.entry(value.clone(), store.ttl));
             tracing::trace!(waiters = in_flight.waiters, "cache filled");
         }
-        drop(flights);
+        drop(fills);
         self.flight.end(Some(value));
+        store.count_op();
     }
 
     /// Stores nothing; the next waiter runs its body.
@@ -311,15 +496,15 @@ impl<K: CacheKey, V: CacheValue> Leader<'_, K, V> {
 
     fn hand_over(&mut self) {
         self.finished = true;
-        let mut flights = self.store.lock_flights();
-        match attached(&mut flights, self.key, &self.flight) {
+        let mut fills = self.store.lock_fills();
+        match attached(&mut fills.flights, self.key, &self.flight) {
             Some(in_flight) if in_flight.waiters > 0 => {
                 in_flight.leading = false;
                 self.flight.hand_over();
                 tracing::trace!(waiters = in_flight.waiters, "cache fill failed, the next waiter takes over");
             }
             Some(_) => {
-                flights.remove(self.key);
+                fills.flights.remove(self.key);
                 self.flight.end(None);
             }
             // Detached by an invalidation: its waiters join whatever fills the key now.
@@ -364,7 +549,7 @@ impl<'s, K: CacheKey, V: CacheValue> Waiter<'s, K, V> {
             Outcome::Ended => Waited::Ended,
             Outcome::Turn => {
                 let (store, key) = (self.store, self.key);
-                if let Some(in_flight) = attached(&mut store.lock_flights(), key, &self.flight) {
+                if let Some(in_flight) = attached(&mut store.lock_fills().flights, key, &self.flight) {
                     in_flight.waiters -= 1;
                     in_flight.leading = true;
                 }
@@ -379,13 +564,13 @@ impl<K: CacheKey, V: CacheValue> Drop for Waiter<'_, K, V> {
         if !self.waiting {
             return;
         }
-        let mut flights = self.store.lock_flights();
-        let Some(in_flight) = attached(&mut flights, self.key, &self.flight) else { return };
+        let mut fills = self.store.lock_fills();
+        let Some(in_flight) = attached(&mut fills.flights, self.key, &self.flight) else { return };
         in_flight.waiters -= 1;
         // A turn handed to this waiter goes back to the flight with its permit; with nobody left to take it, the
         // flight ends here.
         if in_flight.waiters == 0 && !in_flight.leading {
-            flights.remove(self.key);
+            fills.flights.remove(self.key);
             self.flight.end(None);
         }
     }

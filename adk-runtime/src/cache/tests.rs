@@ -215,8 +215,11 @@ fn the_table_holds_at_most_max_entries_and_counts_what_it_evicts() {
     let held = POLICY.handle().len();
     assert!(held <= 64 && held > 0, "{held} entries");
     assert_eq!(evictions("cache::tests::bounded"), 1_000 - held as u64);
-    POLICY.store::<u32, u32>().sweep(Instant::now());
-    assert_eq!(entries("cache::tests::bounded"), held as i64, "published by the sweep");
+    let gathered = crate::metrics::render();
+    assert!(
+        gathered.contains(&format!("adk_cache_entries{{cache=\"cache::tests::bounded\"}} {held}\n")),
+        "read from the store as the metrics are gathered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,19 +580,103 @@ fn sync_callers_hit_and_errors_are_not_cached() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_sweep_reclaims_expired_entries_nobody_reads() {
-    static POLICY: CachePolicy =
-        CachePolicy::new("cache::tests::sweep", "tests.rs:1").with_ttl(Duration::from_secs(10));
-    for key in 0..3_u32 {
+async fn memory_returns_after_expiry_through_unrelated_traffic() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::reclaim", "tests.rs:1")
+        .with_ttl(Duration::from_secs(10))
+        .with_max_entries(20_000);
+    for key in 0..10_000_u32 {
         POLICY.insert(key, 0_usize);
     }
-    advance(Duration::from_secs(5)).await;
-    POLICY.insert(3_u32, 0_usize);
     let store = POLICY.store::<u32, usize>();
-    store.sweep(Instant::now() + Duration::from_secs(6));
-    assert_eq!(store.len(), 1, "only the younger entry is left");
-    assert_eq!(evictions("cache::tests::sweep"), 3);
-    assert_eq!(entries("cache::tests::sweep"), 1);
+    assert_eq!(store.len(), 10_000);
+    advance(Duration::from_secs(11)).await;
+    assert_eq!(store.len(), 10_000, "nothing reclaims behind the callers' backs");
+    // Other keys, none of the expired ones read again.
+    for key in 1_000_000..1_003_000_u32 {
+        POLICY.get_or_run_sync(key, || 1_usize, Outputs);
+    }
+    assert_eq!(store.len(), 3_000, "only the fresh entries are left");
+    assert_eq!(evictions("cache::tests::reclaim"), 10_000);
+    let gathered = crate::metrics::render();
+    assert!(
+        gathered.contains("adk_cache_entries{cache=\"cache::tests::reclaim\"} 3000\n"),
+        "read from the store as the metrics are gathered"
+    );
+}
+
+#[test]
+fn a_dropped_store_takes_its_entries_out_of_the_gauge() {
+    let named = NamedCache::new("cache::tests::dropped", CachePolicy::new("f", "tests.rs:1").settings());
+    let store = named.store::<u32, u32>();
+    store.insert(1, 1, store.epoch());
+    store.insert(2, 2, store.epoch());
+    crate::metrics::render();
+    assert_eq!(entries("cache::tests::dropped"), 2);
+    drop((store, named));
+    // A gathering on another thread may hold the store a moment longer.
+    for _ in 0..1_000_000 {
+        if entries("cache::tests::dropped") == 0 {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    panic!("the dropped store's entries are still counted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reclaiming_follows_tokio_clock_and_spares_fresh_entries() {
+    static POLICY: CachePolicy =
+        CachePolicy::new("cache::tests::reclaim_fresh", "tests.rs:1").with_ttl(Duration::from_secs(10));
+    for key in 0..100_u32 {
+        POLICY.insert(key, 0_usize);
+    }
+    let store = POLICY.store::<u32, usize>();
+    let misses_on_other_keys = |from: u32| {
+        for key in from..from + 1_000 {
+            assert_eq!(POLICY.get::<u32, usize>(&key), None);
+        }
+    };
+    advance(Duration::from_secs(9)).await;
+    misses_on_other_keys(1_000);
+    assert_eq!(store.len(), 100, "a second before their deadline on tokio's clock, every entry is fresh");
+    advance(Duration::from_secs(1)).await;
+    misses_on_other_keys(2_000);
+    assert_eq!(store.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_entry_read_within_its_tti_survives_reclaiming() {
+    static POLICY: CachePolicy =
+        CachePolicy::new("cache::tests::reclaim_tti", "tests.rs:1").with_tti(Duration::from_secs(60));
+    let body = Body::default();
+    let misses_on_other_keys = |from: u32| {
+        for key in from..from + 1_000 {
+            assert_eq!(POLICY.get::<u32, usize>(&key), None);
+        }
+    };
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(50)).await;
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(50)).await;
+    misses_on_other_keys(1_000);
+    assert_eq!(POLICY.handle().len(), 1, "past its first deadline, but read since");
+    assert_eq!(POLICY.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
+    advance(Duration::from_secs(60)).await;
+    misses_on_other_keys(2_000);
+    assert_eq!(POLICY.handle().len(), 0, "idle for its tti");
+}
+
+#[tokio::test(start_paused = true)]
+async fn replacing_one_key_over_and_over_keeps_the_expiry_queue_bounded() {
+    static POLICY: CachePolicy = CachePolicy::new("cache::tests::reclaim_queue", "tests.rs:1")
+        .with_ttl(Duration::from_secs(10))
+        .with_max_entries(100);
+    for value in 0..100_000_usize {
+        POLICY.insert(1_u32, value);
+    }
+    let store = POLICY.store::<u32, usize>();
+    assert!(store.queued() <= 1_024 + 16, "{} keys queued for one entry", store.queued());
+    assert_eq!(POLICY.get::<u32, usize>(&1), Some(99_999));
 }
 
 #[tokio::test(start_paused = true)]
