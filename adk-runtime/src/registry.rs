@@ -1,14 +1,41 @@
 //! The registry of named policy instances: one breaker, limiter, cache or bulkhead per name, shared by every function
 //! that names it, reachable at run time by operators and tests.
+//!
+//! The mechanism is generic and names no policy: each kind of instance implements [`Instance`], and the registry
+//! keeps one [`Named`] table per kind, made on first use. The typed views (`registry().circuit_breaker(name)`, ...)
+//! live with their policies, so a new policy adds its own view without touching this module.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
-use crate::bulkhead::Bulkhead;
-use crate::cache::{CacheHandle, NamedCache};
-use crate::circuit_breaker::CircuitBreaker;
-use crate::rate_limit::RateLimiter;
+/// A kind of named instance the registry holds.
+pub(crate) trait Instance: Send + Sync + 'static {
+    /// The kind's name, as declarations and conflicts report it (`"circuit_breaker"`, ...).
+    const KIND: &'static str;
+
+    /// Back to the instance's initial state, for [`Registry::reset`].
+    fn reset(&self);
+}
+
+/// A [`Named`] table seen without its type, for what the registry does to every kind.
+trait AnyNamed: Send + Sync {
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    fn reset_all(&self);
+}
+
+impl<T: Instance> AnyNamed for Named<T> {
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn reset_all(&self) {
+        for instance in self.all() {
+            instance.reset();
+        }
+    }
+}
 
 /// Every named policy instance of the process. Reach it with [`registry()`].
 ///
@@ -17,10 +44,8 @@ use crate::rate_limit::RateLimiter;
 /// ```
 pub struct Registry {
     conflicts: RwLock<Vec<Conflict>>,
-    pub(crate) caches: Named<NamedCache>,
-    pub(crate) circuit_breakers: Named<CircuitBreaker>,
-    pub(crate) bulkheads: Named<Bulkhead>,
-    pub(crate) rate_limiters: Named<RateLimiter>,
+    /// One table per kind of instance, by the kind's type.
+    kinds: RwLock<HashMap<TypeId, Arc<dyn AnyNamed>>>,
 }
 
 impl fmt::Debug for Registry {
@@ -43,136 +68,42 @@ pub fn registry() -> &'static Registry {
 
 impl Registry {
     fn new() -> Self {
-        Registry {
-            conflicts: RwLock::default(),
-            caches: Named::new("cache"),
-            circuit_breakers: Named::new("circuit_breaker"),
-            bulkheads: Named::new("bulkhead"),
-            rate_limiters: Named::new("rate_limiter"),
+        Registry { conflicts: RwLock::default(), kinds: RwLock::default() }
+    }
+
+    /// The table of instances of kind `T`, made on first use. Reached when a policy first runs and by operators,
+    /// never on a per-call path.
+    pub(crate) fn instances<T: Instance>(&self) -> Arc<Named<T>> {
+        let found = self.kinds.read().unwrap_or_else(|e| e.into_inner()).get(&TypeId::of::<T>()).cloned();
+        let table = match found {
+            Some(table) => table,
+            None => self
+                .kinds
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(TypeId::of::<T>())
+                .or_insert_with(|| Arc::new(Named::<T>::new()))
+                .clone(),
+        };
+        table.as_any().downcast::<Named<T>>().unwrap_or_else(|_| unreachable!("tables are keyed by their type"))
+    }
+
+    /// The instance of kind `T` called `name`: the one in use, or one made from an annotated function's declaration
+    /// (with its settings) when none has run yet. Only the process-wide registry makes instances from declarations.
+    pub(crate) fn lookup<T: Instance>(&self, name: &str) -> Option<Arc<T>> {
+        let table = self.instances::<T>();
+        if let Some(instance) = table.get(name) {
+            return Some(instance);
         }
-    }
-
-    /// The cache called `name`, once a function declares it (or a policy's handle was taken): the instance is
-    /// made from an annotated function's declaration, with its settings, before any call.
-    ///
-    /// ```
-    /// use adk_runtime::cache::CachePolicy;
-    ///
-    /// static PROFILES: CachePolicy = CachePolicy::new("doc::profile", "doc.rs:1").with_name("doc-profiles");
-    ///
-    /// assert!(adk_runtime::registry().cache("doc-profiles").is_none());
-    /// PROFILES.insert(7_u64, "Ada".to_owned());
-    /// let profiles = adk_runtime::registry().cache("doc-profiles").unwrap();
-    /// assert!(profiles.invalidate(&7_u64));
-    /// ```
-    pub fn cache(&self, name: &str) -> Option<CacheHandle> {
-        self.caches.get(name).or_else(|| self.create_declared("cache", name, &self.caches)).map(CacheHandle::new)
-    }
-
-    /// The names of the caches declared so far, sorted.
-    pub fn cache_names(&self) -> Vec<String> {
-        self.caches.names()
-    }
-
-    /// The circuit breaker called `name`, once a function declares it (or a policy was first used): the instance
-    /// is made from an annotated function's declaration, with its settings, before any call.
-    ///
-    /// ```
-    /// use adk_runtime::{CircuitState, registry};
-    /// use adk_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerPolicy};
-    ///
-    /// static OPENAI: CircuitBreakerPolicy =
-    ///     CircuitBreakerPolicy::new("doc-registry-openai", "a.rs:1", CircuitBreakerConfig::new());
-    /// assert!(registry().circuit_breaker("doc-registry-openai").is_none(), "not used yet");
-    /// OPENAI.breaker();
-    /// let openai = registry().circuit_breaker("doc-registry-openai").unwrap();
-    /// openai.force_open();
-    /// assert_eq!(openai.state(), CircuitState::Open);
-    /// openai.reset();
-    /// ```
-    pub fn circuit_breaker(&self, name: &str) -> Option<Arc<CircuitBreaker>> {
-        self.circuit_breakers
-            .get(name)
-            .or_else(|| self.create_declared("circuit_breaker", name, &self.circuit_breakers))
-    }
-
-    /// Every circuit breaker in use, by name.
-    ///
-    /// ```
-    /// let open = adk_runtime::registry()
-    ///     .circuit_breakers()
-    ///     .into_iter()
-    ///     .filter(|b| b.state() == adk_runtime::CircuitState::Open)
-    ///     .count();
-    /// assert_eq!(open, 0);
-    /// ```
-    pub fn circuit_breakers(&self) -> Vec<Arc<CircuitBreaker>> {
-        self.circuit_breakers.all()
-    }
-
-    /// The bulkhead called `name`, once a function declares it (or a policy was first used): the instance is made
-    /// from an annotated function's declaration, with its settings, before any call.
-    ///
-    /// ```
-    /// use adk_runtime::registry;
-    /// use adk_runtime::bulkhead::BulkheadPolicy;
-    ///
-    /// static DB: BulkheadPolicy = BulkheadPolicy::new("doc-registry-db", "a.rs:1", 8);
-    /// DB.bulkhead();
-    /// let db = registry().bulkhead("doc-registry-db").unwrap();
-    /// assert_eq!((db.in_use(), db.max_concurrent()), (0, 8));
-    /// ```
-    pub fn bulkhead(&self, name: &str) -> Option<Arc<Bulkhead>> {
-        self.bulkheads.get(name).or_else(|| self.create_declared("bulkhead", name, &self.bulkheads))
-    }
-
-    /// Every bulkhead in use, by name.
-    ///
-    /// ```
-    /// for bulkhead in adk_runtime::registry().bulkheads() {
-    ///     println!("{}: {}/{}", bulkhead.name(), bulkhead.in_use(), bulkhead.max_concurrent());
-    /// }
-    /// ```
-    pub fn bulkheads(&self) -> Vec<Arc<Bulkhead>> {
-        self.bulkheads.all()
-    }
-
-    /// The rate limiter called `name` (a `name = "..."` of `#[rate_limited]`, or the path of a function limited
-    /// without one), once a function declares it: the instance is made from an annotated function's declaration,
-    /// with its settings, before any call.
-    ///
-    /// ```
-    /// use adk_runtime::rate_limit::{Quota, RateLimitPolicy};
-    ///
-    /// static LIMIT: RateLimitPolicy = RateLimitPolicy::new("doc::f", "src/lib.rs:1", Quota::per_minute(60)).with_name("doc-registry");
-    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-    /// let _: Result<(), adk_runtime::Error> = LIMIT.run(async { Ok(()) }, Err).await;
-    /// let limiter = adk_runtime::registry().rate_limiter("doc-registry").unwrap();
-    /// assert_eq!(limiter.snapshot().remaining, 59);
-    /// assert!(adk_runtime::registry().rate_limiter("missing").is_none());
-    /// # });
-    /// ```
-    pub fn rate_limiter(&self, name: &str) -> Option<Arc<RateLimiter>> {
-        self.rate_limiters.get(name).or_else(|| self.create_declared("rate_limiter", name, &self.rate_limiters))
-    }
-
-    /// The instance called `name` made from its declaration, when a function declares it but none has run yet.
-    /// Only the process-wide registry holds declared instances.
-    fn create_declared<T: ?Sized>(&self, kind: &'static str, name: &str, named: &Named<T>) -> Option<Arc<T>> {
         if !std::ptr::eq(self, registry()) {
             return None;
         }
         let declared = inventory::iter::<Declared>.into_iter().find(|declared| {
-            let (declared_kind, declared_name, _) = (declared.0)();
-            declared_kind == kind && declared_name == name
+            let (kind, declared_name, _) = (declared.0)();
+            kind == T::KIND && declared_name == name
         })?;
         (declared.1)();
-        named.get(name)
-    }
-
-    /// The names of all rate limiters in use, sorted.
-    pub fn rate_limiter_names(&self) -> Vec<String> {
-        self.rate_limiters.names()
+        table.get(name)
     }
 
     /// Puts every named instance back in its initial state and zeroes the metrics adk records, keeping the instances
@@ -236,14 +167,10 @@ impl Registry {
     }
 
     fn reset_instances(&self) {
-        for breaker in self.circuit_breakers.all() {
-            breaker.reset();
-        }
-        for limiter in self.rate_limiters.all() {
-            limiter.reset();
-        }
-        for cache in self.caches.all() {
-            CacheHandle::new(cache).invalidate_all();
+        let kinds: Vec<Arc<dyn AnyNamed>> =
+            self.kinds.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for kind in kinds {
+            kind.reset_all();
         }
     }
 
@@ -362,14 +289,13 @@ pub struct Conflict {
 
 /// Instances of one kind by name. Looked up when a function first runs (its handle is then kept in a `static`), and by
 /// operators; never on a per-call path.
-pub(crate) struct Named<T: ?Sized> {
-    kind: &'static str,
+pub(crate) struct Named<T> {
     entries: RwLock<HashMap<String, (Declaration, Arc<T>)>>,
 }
 
-impl<T: ?Sized> Named<T> {
-    pub(crate) fn new(kind: &'static str) -> Self {
-        Named { kind, entries: RwLock::new(HashMap::new()) }
+impl<T: Instance> Named<T> {
+    pub(crate) fn new() -> Self {
+        Named { entries: RwLock::new(HashMap::new()) }
     }
 
     /// The instance called `name`, created by `make` on first declaration. A later declaration with other settings
@@ -385,7 +311,7 @@ impl<T: ?Sized> Named<T> {
             return instance.clone();
         }
         let instance = make();
-        registry().note_in_force(self.kind, name, &declaration);
+        registry().note_in_force(T::KIND, name, &declaration);
         entries.insert(name.to_owned(), (declaration, instance.clone()));
         instance
     }
@@ -402,7 +328,6 @@ impl<T: ?Sized> Named<T> {
         all.into_iter().map(|(_, instance)| instance.clone()).collect()
     }
 
-    #[cfg_attr(not(test), allow(dead_code))] // for the config overrides to come
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.entries.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         names.sort();
@@ -412,7 +337,7 @@ impl<T: ?Sized> Named<T> {
     fn check(&self, name: &str, first: &Declaration, second: &Declaration) {
         if first.settings != second.settings {
             registry().report_conflict(Conflict {
-                kind: self.kind,
+                kind: T::KIND,
                 name: name.to_owned(),
                 first: first.clone(),
                 second: second.clone(),
@@ -428,13 +353,18 @@ mod tests {
 
     #[test]
     fn one_name_is_one_instance_and_differing_settings_are_reported() {
-        let named: Named<u32> = Named::new("test_kind");
+        struct Token(u32);
+        impl Instance for Token {
+            const KIND: &'static str = "test_kind";
+            fn reset(&self) {}
+        }
+        let named: Named<Token> = Named::new();
         let decl = |site, settings: &str| Declaration { call_site: site, settings: settings.to_owned() };
-        let a = named.declare("shared-x", decl("a.rs:1", "n=1"), || Arc::new(1));
-        let b = named.declare("shared-x", decl("b.rs:2", "n=1"), || Arc::new(2));
+        let a = named.declare("shared-x", decl("a.rs:1", "n=1"), || Arc::new(Token(1)));
+        let b = named.declare("shared-x", decl("b.rs:2", "n=1"), || Arc::new(Token(2)));
         assert!(Arc::ptr_eq(&a, &b));
-        let c = named.declare("shared-x", decl("c.rs:3", "n=3"), || Arc::new(3));
-        assert_eq!(*c, 1, "the first declaration stays in force");
+        let c = named.declare("shared-x", decl("c.rs:3", "n=3"), || Arc::new(Token(3)));
+        assert_eq!(c.0, 1, "the first declaration stays in force");
         let conflict = registry().conflicts().into_iter().find(|c| c.name == "shared-x").expect("reported");
         assert_eq!((conflict.first.call_site, conflict.second.call_site), ("a.rs:1", "c.rs:3"));
         assert_eq!(conflict.in_force.map(|d| d.call_site), Some("a.rs:1"));
@@ -448,24 +378,24 @@ mod tests {
 
         use crate::CircuitState;
         use crate::bulkhead::Bulkhead;
-        use crate::cache::CachePolicy;
-        use crate::circuit_breaker::CircuitBreakerConfig;
-        use crate::rate_limit::Quota;
+        use crate::cache::{CachePolicy, NamedCache};
+        use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
+        use crate::rate_limit::{Quota, RateLimiter};
 
         // A registry of its own: resetting the process-wide one would reset the other tests' instances.
         let registry = Registry::new();
         let decl = || Declaration { call_site: "registry.rs:1", settings: String::new() };
-        let breaker = registry.circuit_breakers.declare("reset-breaker", decl(), || {
+        let breaker = registry.instances::<CircuitBreaker>().declare("reset-breaker", decl(), || {
             CircuitBreaker::new("registry::tests::reset-breaker", CircuitBreakerConfig::new())
         });
-        let limiter = registry.rate_limiters.declare("reset-limiter", decl(), || {
+        let limiter = registry.instances::<RateLimiter>().declare("reset-limiter", decl(), || {
             RateLimiter::new("registry::tests::reset-limiter", Quota::per_minute(1))
         });
-        let cache = registry.caches.declare("reset-cache", decl(), || {
+        let cache = registry.instances::<NamedCache>().declare("reset-cache", decl(), || {
             Arc::new(NamedCache::new("registry::tests::reset-cache", CachePolicy::new("f", "registry.rs:1").settings()))
         });
         let bulkhead = registry
-            .bulkheads
+            .instances::<Bulkhead>()
             .declare("reset-bulkhead", decl(), || Bulkhead::new("registry::tests::reset-bulkhead", 1));
 
         breaker.force_open();

@@ -14,6 +14,7 @@
 //! waiters or not: about 10 ns more per call than a bare counter (see `benches/README.md`).
 
 mod builder;
+mod registered;
 
 pub use builder::BulkheadBuilder;
 
@@ -93,7 +94,9 @@ impl BulkheadPolicy {
     pub fn bulkhead(&self) -> &Bulkhead {
         self.bulkhead.get_or_init(|| {
             let (_, name, declaration) = self.declared();
-            registry().bulkheads.declare(name, declaration, || Bulkhead::new(self.name, self.max_concurrent))
+            registry()
+                .instances::<Bulkhead>()
+                .declare(name, declaration, || Bulkhead::new(self.name, self.max_concurrent))
         })
     }
 

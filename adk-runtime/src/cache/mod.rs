@@ -112,6 +112,7 @@ mod conformance;
 mod expiry;
 mod flight;
 mod named;
+mod registered;
 mod store;
 
 use std::any::Any;
@@ -364,7 +365,9 @@ impl CachePolicy {
 
     fn declare(&self) -> Arc<NamedCache> {
         let (_, name, declaration) = self.declared();
-        registry().caches.declare(name, declaration, || Arc::new(NamedCache::new(name, self.settings)))
+        registry()
+            .instances::<NamedCache>()
+            .declare(name, declaration, || Arc::new(NamedCache::new(name, self.settings)))
     }
 
     /// What this policy declares about its shared cache (collected at start-up to find conflicting names).

@@ -74,6 +74,13 @@ impl NamedCache {
     fn each_store(&self) -> Vec<Arc<dyn ErasedStore>> {
         self.stores.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Removes every entry of every store, detaching the calls in flight.
+    pub(crate) fn invalidate_all(&self) {
+        for store in self.each_store() {
+            store.invalidate_all();
+        }
+    }
 }
 
 fn downcast<K: CacheKey, V: CacheValue>(store: &Arc<dyn ErasedStore>) -> Option<Arc<Store<K, V>>> {
@@ -153,9 +160,7 @@ impl CacheHandle {
 
     /// Removes every entry, and detaches the calls in flight as [`CacheHandle::invalidate`] does.
     pub fn invalidate_all(&self) {
-        for store in self.named.each_store() {
-            store.invalidate_all();
-        }
+        self.named.invalidate_all();
     }
 
     /// The same as [`invalidate_all`](Self::invalidate_all): a cache's state is its entries. Named as the other

@@ -25,6 +25,7 @@
 mod breaker;
 mod builder;
 mod config;
+mod registered;
 mod window;
 
 use std::future::Future;
@@ -180,7 +181,9 @@ impl CircuitBreakerPolicy {
     pub fn breaker(&self) -> &CircuitBreaker {
         self.breaker.get_or_init(|| {
             let (_, name, declaration) = self.declared();
-            registry().circuit_breakers.declare(name, declaration, || CircuitBreaker::new(self.name, self.config))
+            registry()
+                .instances::<CircuitBreaker>()
+                .declare(name, declaration, || CircuitBreaker::new(self.name, self.config))
         })
     }
 

@@ -34,6 +34,7 @@ mod algorithm;
 mod builder;
 mod limiter;
 mod rate;
+mod registered;
 mod store;
 mod telemetry;
 
@@ -146,7 +147,7 @@ impl RateLimitPolicy {
     pub fn limiter(&self) -> &Arc<RateLimiter> {
         self.limiter.get_or_init(|| {
             let (_, name, declaration) = self.declared();
-            registry().rate_limiters.declare(name, declaration, || RateLimiter::new(name, self.quota))
+            registry().instances::<RateLimiter>().declare(name, declaration, || RateLimiter::new(name, self.quota))
         })
     }
 
