@@ -414,7 +414,7 @@ fn print_summary(agent: &Assistant, simulator: Option<&Simulator>, scrape: &Scra
     };
     println!(
         "retries            {} retried; {} calls recovered, {} gave up (attempts used up), {} gave up (retry_after \
-         beyond max_delay), {} not retryable",
+         beyond max_delay or the deadline), {} not retryable",
         retry("retried"),
         retry("recovered"),
         retry("exhausted"),
