@@ -141,6 +141,10 @@ pub fn key_values(args: Vec<Arg>, attr: &str, valid: &[&str]) -> Vec<syn::Result
 /// The error for a key the attribute does not know, with a suggestion when one is close.
 pub fn unknown_key(key: &Ident, attr: &str, valid: &[&str]) -> syn::Error {
     let name = key.unraw().to_string();
+    if valid.contains(&name.as_str()) {
+        // A known key in the wrong shape (`attempts` alone, `attempts(3)`): say what it takes, not "did you mean" it.
+        return syn::Error::new(key.span(), format!("`{name}` needs a value here: #[adk::{attr}({name} = ...)]"));
+    }
     let suggestion = closest(&name, valid).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
     syn::Error::new(
         key.span(),
