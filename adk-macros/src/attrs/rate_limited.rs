@@ -217,8 +217,13 @@ impl Attribute for RateLimited {
                 }
                 None => quote!(::core::option::Option::None::<&()>),
             };
+            // Turned into units here, spanned at the expression, so a cost that is not a number is one error on it
+            // rather than one more for each use of the limiter's future.
             let cost = match &self.cost {
-                Some(cost) => args::operand(cost).to_token_stream(),
+                Some(cost) => {
+                    let cost = args::operand(cost);
+                    quote_spanned!(cost.span()=> #rl::Cost::units(#cost))
+                }
                 None => quote!(1u64),
             };
             quote!(#policy_static.run_with(#key, #cost, async { #inner }, #refuse))
