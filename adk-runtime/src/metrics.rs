@@ -9,7 +9,7 @@
 //! refresher bring its series up to date, once, so no family is read stale. All families sit behind one collector
 //! whose descriptors are the families' own, so a user registry that holds other collectors takes it as any other.
 //!
-//! [`Registry::reset`](crate::Registry::reset) zeroes the counters and histograms through [`reset`], keeping every
+//! [`Registry::reset`](crate::Registry::reset) zeroes the counters and histograms, keeping every
 //! series and so every handle a policy holds.
 
 use std::collections::HashMap;

@@ -1,8 +1,8 @@
 //! The registry of named policy instances: one breaker, limiter, cache or bulkhead per name, shared by every function
 //! that names it, reachable at run time by operators and tests.
 //!
-//! The mechanism is generic and names no policy: each kind of instance implements [`Instance`], and the registry
-//! keeps one [`Named`] table per kind, made on first use. The typed views (`registry().circuit_breaker(name)`, ...)
+//! The mechanism is generic and names no policy: each kind of instance implements `Instance`, and the registry
+//! keeps one `Named` table per kind, made on first use. The typed views (`registry().circuit_breaker(name)`, ...)
 //! live with their policies, so a new policy adds its own view without touching this module.
 
 use std::any::{Any, TypeId};
@@ -115,7 +115,7 @@ impl Registry {
     /// - **Rate limiters**: every key forgotten, the shared state too: a full quota for everyone
     ///   ([`RateLimiter::reset`]).
     /// - **Caches**: every entry invalidated; a value being computed meanwhile still answers its callers but is not
-    ///   stored ([`CacheHandle::invalidate_all`]).
+    ///   stored ([`CacheHandle::invalidate_all`](crate::cache::CacheHandle::invalidate_all)).
     /// - **Bulkheads**: their slots are the calls in flight, so they are left alone. A call holding a slot keeps it
     ///   and frees it when it ends, a call waiting for one keeps waiting in its place in the queue, and `in_use` and
     ///   `waiting` go on counting them; only the count of refusals (`adk_bulkhead_rejections_total`) starts again

@@ -43,6 +43,26 @@ use crate::{SettingsError, registry};
 /// The future of a layer whose work outlives `call`'s borrow of the service.
 pub type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
+/// A layer's `Layer` impl and its service struct: the inner service beside the layer's fields, cloned from it.
+macro_rules! layer_service {
+    ($layer:ident => $service:ident { $($field:ident: $ty:ty),* }) => {
+        impl<S> Layer<S> for $layer {
+            type Service = $service<S>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                $service { inner, $($field: self.$field.clone()),* }
+            }
+        }
+
+        #[doc = concat!("The service of [`", stringify!($layer), "`].")]
+        #[derive(Debug, Clone)]
+        pub struct $service<S> {
+            inner: S,
+            $($field: $ty),*
+        }
+    };
+}
+
 /// Admits or refuses each request against a [`RateLimiter`] (one unit, no key).
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
@@ -62,20 +82,7 @@ impl RateLimitLayer {
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimitService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService { inner, limiter: self.limiter.clone() }
-    }
-}
-
-/// The service of [`RateLimitLayer`].
-#[derive(Debug, Clone)]
-pub struct RateLimitService<S> {
-    inner: S,
-    limiter: Arc<RateLimiter>,
-}
+layer_service!(RateLimitLayer => RateLimitService { limiter: Arc<RateLimiter> });
 
 impl<S, Request> Service<Request> for RateLimitService<S>
 where
@@ -148,20 +155,7 @@ impl CircuitBreakerLayer {
     }
 }
 
-impl<S> Layer<S> for CircuitBreakerLayer {
-    type Service = CircuitBreakerService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService { inner, breaker: self.breaker.clone() }
-    }
-}
-
-/// The service of [`CircuitBreakerLayer`].
-#[derive(Debug, Clone)]
-pub struct CircuitBreakerService<S> {
-    inner: S,
-    breaker: Arc<CircuitBreaker>,
-}
+layer_service!(CircuitBreakerLayer => CircuitBreakerService { breaker: Arc<CircuitBreaker> });
 
 impl<S, Request> Service<Request> for CircuitBreakerService<S>
 where
@@ -221,21 +215,7 @@ impl BulkheadLayer {
     }
 }
 
-impl<S> Layer<S> for BulkheadLayer {
-    type Service = BulkheadService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BulkheadService { inner, bulkhead: self.bulkhead.clone(), max_wait: self.max_wait }
-    }
-}
-
-/// The service of [`BulkheadLayer`].
-#[derive(Debug, Clone)]
-pub struct BulkheadService<S> {
-    inner: S,
-    bulkhead: Arc<Bulkhead>,
-    max_wait: Duration,
-}
+layer_service!(BulkheadLayer => BulkheadService { bulkhead: Arc<Bulkhead>, max_wait: Duration });
 
 impl<S, Request> Service<Request> for BulkheadService<S>
 where
@@ -278,20 +258,7 @@ impl TimeoutLayer {
     }
 }
 
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = TimeoutService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService { inner, policy: self.policy.clone() }
-    }
-}
-
-/// The service of [`TimeoutLayer`].
-#[derive(Debug, Clone)]
-pub struct TimeoutService<S> {
-    inner: S,
-    policy: Arc<TimeoutPolicy>,
-}
+layer_service!(TimeoutLayer => TimeoutService { policy: Arc<TimeoutPolicy> });
 
 impl<S, Request> Service<Request> for TimeoutService<S>
 where
@@ -336,20 +303,7 @@ impl RetryLayer {
     }
 }
 
-impl<S> Layer<S> for RetryLayer {
-    type Service = RetryService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RetryService { inner, policy: self.policy.clone() }
-    }
-}
-
-/// The service of [`RetryLayer`].
-#[derive(Debug, Clone)]
-pub struct RetryService<S> {
-    inner: S,
-    policy: Arc<RetryPolicy>,
-}
+layer_service!(RetryLayer => RetryService { policy: Arc<RetryPolicy> });
 
 impl<S, Request> Service<Request> for RetryService<S>
 where
