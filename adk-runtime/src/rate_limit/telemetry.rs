@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prometheus::{IntCounter, IntGauge};
 
-use super::RateLimiter;
 use crate::metrics::families;
 
 const STRIPES: usize = 8;
@@ -107,14 +106,23 @@ fn stripe() -> usize {
     })
 }
 
-/// Every live limiter, for [`refresh`].
-static LIMITERS: Mutex<Vec<Weak<RateLimiter>>> = Mutex::new(Vec::new());
-
-pub(crate) fn track(limiter: &Arc<RateLimiter>) {
-    LIMITERS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(limiter));
+/// What the metrics read from a limiter, whatever its backend.
+pub(crate) trait Tracked: Send + Sync {
+    fn name(&self) -> &str;
+    fn telemetry(&self) -> &Telemetry;
+    /// Keys whose state this process holds.
+    fn keys(&self) -> usize;
 }
 
-fn live_limiters() -> Vec<Arc<RateLimiter>> {
+/// Every live limiter, for [`refresh`].
+static LIMITERS: Mutex<Vec<Weak<dyn Tracked>>> = Mutex::new(Vec::new());
+
+pub(crate) fn track<L: Tracked + 'static>(limiter: &Arc<L>) {
+    let limiter: Weak<L> = Arc::downgrade(limiter);
+    LIMITERS.lock().unwrap_or_else(PoisonError::into_inner).push(limiter);
+}
+
+fn live_limiters() -> Vec<Arc<dyn Tracked>> {
     let mut limiters = LIMITERS.lock().unwrap_or_else(PoisonError::into_inner);
     limiters.retain(|limiter| limiter.strong_count() > 0);
     limiters.iter().filter_map(Weak::upgrade).collect()
