@@ -6,17 +6,23 @@
 //! system's monotonic clock; governor's default is a TSC clock (quanta). `governor_std_clock` is governor on the same
 //! clock as adk, which isolates the algorithm and storage from the clock read.
 //!
+//! `adk_backend_trait` is the same keyed decision made through the `rate_limit::Backend` trait (`RateLimiter::decide`,
+//! the future polled once), the path a limiter over another backend takes, here over the memory backend.
+//!
 //! Every call is admitted: one per second with a burst of a billion, the same quota for both. Each call pushes its
 //! key's state a second ahead, further than the time between two calls on one key, so no key goes idle and every
 //! call takes the known-key path.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
+use std::pin::pin;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use adk::runtime::rate_limit::{Quota, RateLimiter};
+use adk::runtime::rate_limit::{Quota, RateLimiter, Start};
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use governor::clock::MonotonicClock;
 
@@ -124,6 +130,9 @@ fn keyed(c: &mut Criterion, keys: u64, label: &str) {
                 on_threads(threads, iters, |i| assert!(black_box(limiter.check_key(&(i % keys))).is_ok()))
             })
         });
+        group.bench_function(id("adk_backend_trait"), |b| {
+            b.iter_custom(|iters| on_threads(threads, iters, |i| assert!(decide_through_trait(&limiter, i % keys))))
+        });
         group.bench_function(id("governor"), |b| {
             b.iter_custom(|iters| {
                 on_threads(threads, iters, |i| assert!(black_box(governor.check_key(&(i % keys))).is_ok()))
@@ -136,6 +145,15 @@ fn keyed(c: &mut Criterion, keys: u64, label: &str) {
         });
     }
     group.finish();
+}
+
+/// One decision through the backend trait; the memory backend's future is ready on its first poll.
+fn decide_through_trait(limiter: &RateLimiter, key: u64) -> bool {
+    let decision = pin!(limiter.decide(Some(&key), 1, Start::Immediately));
+    match decision.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(verdict)) => black_box(verdict).is_admitted(),
+        Poll::Pending => unreachable!("the memory backend never waits"),
+    }
 }
 
 fn keyed_1k(c: &mut Criterion) {

@@ -5,6 +5,8 @@
 pub mod bulkhead;
 pub mod cache;
 pub mod circuit_breaker;
+#[cfg(feature = "dead_letter")]
+pub mod dead_letter;
 pub mod deadline;
 pub mod error;
 pub mod fallback;

@@ -1,6 +1,8 @@
-//! The strategies as pure functions over a key's cells: no clock, no atomics, no storage. A store applies them
-//! atomically (a compare-and-swap loop in memory; a server-side script for a shared backend), the caller supplies the
-//! time in nanoseconds since the limiter's epoch.
+//! The strategies as pure functions over a key's cells: no clock, no atomics, no storage. A backend applies them
+//! atomically (a compare-and-swap loop in memory; a server-side script or statement for a shared backend, mirroring
+//! these functions), the caller supplies the time in nanoseconds since the backend's epoch. Everything here is integer
+//! arithmetic, so another implementation can reproduce it exactly, and the conformance suite (`conformance.rs`) holds
+//! every backend to the answers these functions give.
 //!
 //! Every strategy keeps one `u64` cell per key, except the sliding window, which keeps one per window parity (the
 //! current window's and the previous one's). A cell of 0 is a key never seen, and a cell that
@@ -8,9 +10,9 @@
 
 use super::rate::{Quota, Strategy};
 
-/// How long a call may wait before it starts.
+/// How long a call may wait before it starts: [`Start`](super::Start) in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Start {
+pub(crate) enum Patience {
     /// Now or never (a non-waiting check).
     Immediately,
     /// Within this many nanoseconds (0 with `on_limit = "reject"`, `max_wait` with `"wait"`). A leaky bucket also
@@ -18,9 +20,9 @@ pub(crate) enum Start {
     Within(u64),
 }
 
-/// The answer for one call.
+/// The answer for one call: [`Verdict`](super::Verdict) in nanoseconds, before the limit is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub(crate) enum Outcome {
     /// Admitted: the call starts after `wait` nanoseconds (0: at once). A positive wait has been charged ahead and must
     /// be refunded if the call never starts.
     Admit { wait: u64 },
@@ -119,12 +121,12 @@ impl Algorithm {
     /// Decides a call costing `cost` at `now` against `cell` (and `other`, the previous window's cell, for the sliding
     /// window); returns the verdict and the cell's new value when it changes.
     #[inline]
-    pub(crate) fn decide(&self, cell: u64, other: u64, now: u64, cost: u64, start: Start) -> (Verdict, Option<u64>) {
+    pub(crate) fn decide(&self, cell: u64, other: u64, now: u64, cost: u64, start: Patience) -> (Outcome, Option<u64>) {
         if cost > self.limit {
-            return (Verdict::TooCostly, None);
+            return (Outcome::TooCostly, None);
         }
         if cost == 0 {
-            return (Verdict::Admit { wait: 0 }, None);
+            return (Outcome::Admit { wait: 0 }, None);
         }
         match self.strategy {
             Strategy::Gcra | Strategy::LeakyBucket => self.gcra(cell, now, cost, start),
@@ -195,35 +197,37 @@ impl Algorithm {
     /// GCRA and the leaky bucket share the conformance test on the theoretical arrival time `tat`: a call is accepted
     /// when the bucket, refilled up to now, has room for it. GCRA lets it go at once; the leaky bucket lets it go at
     /// `max(tat, now)`, so admitted calls leave evenly spaced.
-    fn gcra(&self, tat: u64, now: u64, cost: u64, start: Start) -> (Verdict, Option<u64>) {
+    fn gcra(&self, tat: u64, now: u64, cost: u64, start: Patience) -> (Outcome, Option<u64>) {
         let base = tat.max(now);
         let new_tat = base.saturating_add(cost.saturating_mul(self.interval));
         let conforms_in = new_tat.saturating_sub(self.tolerance).saturating_sub(now);
         let turn_in = base - now;
         let (admitted, retry_after) = if self.strategy == Strategy::LeakyBucket {
             match start {
-                Start::Immediately => ((turn_in == 0).then_some(0), turn_in),
-                Start::Within(patience) => ((conforms_in == 0 || turn_in <= patience).then_some(turn_in), conforms_in),
+                Patience::Immediately => ((turn_in == 0).then_some(0), turn_in),
+                Patience::Within(patience) => {
+                    ((conforms_in == 0 || turn_in <= patience).then_some(turn_in), conforms_in)
+                }
             }
         } else {
             let patience = match start {
-                Start::Immediately => 0,
-                Start::Within(patience) => patience,
+                Patience::Immediately => 0,
+                Patience::Within(patience) => patience,
             };
             ((conforms_in <= patience).then_some(conforms_in), conforms_in)
         };
         match admitted {
-            Some(wait) => (Verdict::Admit { wait }, Some(new_tat)),
+            Some(wait) => (Outcome::Admit { wait }, Some(new_tat)),
             None => {
                 let remaining = self.tolerance.saturating_sub(turn_in) / self.interval;
-                (Verdict::Limited { retry_after, remaining, reset: turn_in }, None)
+                (Outcome::Limited { retry_after, remaining, reset: turn_in }, None)
             }
         }
     }
 
     /// The same bucket on a discrete clock: `tat` counts ticks of `interval` since the epoch, and a token only exists
     /// once its tick has struck.
-    fn token_bucket(&self, tat: u64, now: u64, cost: u64, start: Start) -> (Verdict, Option<u64>) {
+    fn token_bucket(&self, tat: u64, now: u64, cost: u64, start: Patience) -> (Outcome, Option<u64>) {
         let tick = now / self.interval;
         let base = tat.max(tick);
         let new_tat = base.saturating_add(cost);
@@ -231,35 +235,35 @@ impl Algorithm {
         let conforms_in =
             if conforming_tick <= tick { 0 } else { conforming_tick.saturating_mul(self.interval).saturating_sub(now) };
         let patience = match start {
-            Start::Immediately => 0,
-            Start::Within(patience) => patience,
+            Patience::Immediately => 0,
+            Patience::Within(patience) => patience,
         };
         if conforms_in <= patience {
-            (Verdict::Admit { wait: conforms_in }, Some(new_tat))
+            (Outcome::Admit { wait: conforms_in }, Some(new_tat))
         } else {
             let remaining = self.limit.saturating_sub(base - tick);
             let reset = base.saturating_mul(self.interval).saturating_sub(now);
-            (Verdict::Limited { retry_after: conforms_in, remaining, reset }, None)
+            (Outcome::Limited { retry_after: conforms_in, remaining, reset }, None)
         }
     }
 
-    fn fixed_window(&self, cell: u64, now: u64, cost: u64) -> (Verdict, Option<u64>) {
+    fn fixed_window(&self, cell: u64, now: u64, cost: u64) -> (Outcome, Option<u64>) {
         let window = now / self.window;
         let id = (window + 1) as u32;
         let current = if window_id(cell) == id { used(cell) } else { 0 };
         if current + cost <= self.limit {
-            return (Verdict::Admit { wait: 0 }, Some(pack(id, current + cost)));
+            return (Outcome::Admit { wait: 0 }, Some(pack(id, current + cost)));
         }
         let next = (window + 1).saturating_mul(self.window) - now;
-        (Verdict::Limited { retry_after: next, remaining: self.limit - current, reset: next }, None)
+        (Outcome::Limited { retry_after: next, remaining: self.limit - current, reset: next }, None)
     }
 
-    fn sliding_window(&self, cell: u64, other: u64, now: u64, cost: u64) -> (Verdict, Option<u64>) {
+    fn sliding_window(&self, cell: u64, other: u64, now: u64, cost: u64) -> (Outcome, Option<u64>) {
         let (window, previous, current) = self.windows(cell, other, now);
         let start = window * self.window;
         let spent = self.weighted(previous, now - start) + current;
         if spent + cost <= self.limit {
-            return (Verdict::Admit { wait: 0 }, Some(pack((window + 1) as u32, current + cost)));
+            return (Outcome::Admit { wait: 0 }, Some(pack((window + 1) as u32, current + cost)));
         }
         // The earliest instant at which the weighted count leaves room for `cost`, assuming no other call: later in
         // this window if this window's own units leave room, else in the next one, where they become the previous
@@ -271,7 +275,7 @@ impl Algorithm {
         };
         let reset = if current > 0 { start.saturating_add(2 * self.window) - now } else { start + self.window - now };
         (
-            Verdict::Limited {
+            Outcome::Limited {
                 retry_after: admitted_at.saturating_sub(now),
                 remaining: self.limit.saturating_sub(spent),
                 reset,
@@ -330,7 +334,7 @@ mod tests {
             Key { algorithm: algorithm(quota), cells: [0; 2] }
         }
 
-        fn call(&mut self, now: u64, cost: u64, start: Start) -> Verdict {
+        fn call(&mut self, now: u64, cost: u64, start: Patience) -> Outcome {
             let cells = self.algorithm.cells(now);
             let other = cells.read.map_or(0, |read| self.cells[read as usize]);
             let (verdict, new) = self.algorithm.decide(self.cells[cells.write as usize], other, now, cost, start);
@@ -341,12 +345,12 @@ mod tests {
         }
 
         fn admitted(&mut self, now: u64) -> bool {
-            self.call(now, 1, Start::Within(0)) == Verdict::Admit { wait: 0 }
+            self.call(now, 1, Patience::Within(0)) == Outcome::Admit { wait: 0 }
         }
 
         fn retry_after(&mut self, now: u64) -> u64 {
-            match self.call(now, 1, Start::Within(0)) {
-                Verdict::Limited { retry_after, .. } => retry_after,
+            match self.call(now, 1, Patience::Within(0)) {
+                Outcome::Limited { retry_after, .. } => retry_after,
                 other => panic!("expected a refusal at {now}, got {other:?}"),
             }
         }
@@ -372,18 +376,18 @@ mod tests {
         let quota = Quota::per_second(1).with_burst(3);
         let mut gcra = Key::new(quota);
         let mut leaky = Key::new(quota.with_strategy(Strategy::LeakyBucket));
-        let waits = |key: &mut Key| (0..3).map(|_| key.call(0, 1, Start::Within(0))).collect::<Vec<_>>();
-        assert_eq!(waits(&mut gcra), vec![Verdict::Admit { wait: 0 }; 3]);
+        let waits = |key: &mut Key| (0..3).map(|_| key.call(0, 1, Patience::Within(0))).collect::<Vec<_>>();
+        assert_eq!(waits(&mut gcra), vec![Outcome::Admit { wait: 0 }; 3]);
         assert_eq!(
             waits(&mut leaky),
-            [0, SEC, 2 * SEC].map(|wait| Verdict::Admit { wait }).to_vec(),
+            [0, SEC, 2 * SEC].map(|wait| Outcome::Admit { wait }).to_vec(),
             "one call per interval"
         );
         assert_eq!(gcra.retry_after(0), SEC);
         assert_eq!(leaky.retry_after(0), SEC, "the bucket has room again once the first call has left");
         // A check that cannot wait only passes once the bucket is empty.
         assert!(
-            matches!(leaky.call(0, 1, Start::Immediately), Verdict::Limited { retry_after, .. } if retry_after == 3 * SEC)
+            matches!(leaky.call(0, 1, Patience::Immediately), Outcome::Limited { retry_after, .. } if retry_after == 3 * SEC)
         );
     }
 
@@ -405,8 +409,8 @@ mod tests {
     fn a_cost_above_the_limit_is_never_admitted_and_the_limit_is_reachable() {
         for strategy in STRATEGIES {
             let mut key = Key::new(Quota::per_minute(90_000).with_strategy(strategy));
-            assert_eq!(key.call(0, 90_001, Start::Within(u64::MAX)), Verdict::TooCostly, "{strategy}");
-            assert!(matches!(key.call(0, 90_000, Start::Within(0)), Verdict::Admit { .. }), "{strategy}");
+            assert_eq!(key.call(0, 90_001, Patience::Within(u64::MAX)), Outcome::TooCostly, "{strategy}");
+            assert!(matches!(key.call(0, 90_000, Patience::Within(0)), Outcome::Admit { .. }), "{strategy}");
         }
     }
 
@@ -421,15 +425,15 @@ mod tests {
             for _ in 0..2_000 {
                 now += rng.u64(0..400 * MS);
                 let cost = rng.u64(1..=3);
-                if let Verdict::Limited { retry_after, .. } = key.call(now, cost, Start::Within(0)) {
+                if let Outcome::Limited { retry_after, .. } = key.call(now, cost, Patience::Within(0)) {
                     refusals += 1;
                     if retry_after > MS {
-                        let early = key.call(now + retry_after - MS, cost, Start::Within(0));
-                        assert!(matches!(early, Verdict::Limited { .. }), "{strategy}: admitted 1 ms early");
+                        let early = key.call(now + retry_after - MS, cost, Patience::Within(0));
+                        assert!(matches!(early, Outcome::Limited { .. }), "{strategy}: admitted 1 ms early");
                     }
                     now += retry_after;
-                    let on_time = key.call(now, cost, Start::Within(0));
-                    assert!(matches!(on_time, Verdict::Admit { .. }), "{strategy}: refused after retry_after");
+                    let on_time = key.call(now, cost, Patience::Within(0));
+                    assert!(matches!(on_time, Outcome::Admit { .. }), "{strategy}: refused after retry_after");
                 }
             }
             assert!(refusals > 100, "{strategy}: the test must exercise refusals ({refusals})");
@@ -440,10 +444,10 @@ mod tests {
     fn a_refund_restores_the_capacity_a_reservation_took() {
         for strategy in [Strategy::Gcra, Strategy::TokenBucket, Strategy::LeakyBucket] {
             let algorithm = algorithm(Quota::per_second(2).with_burst(2).with_strategy(strategy));
-            let (_, full) = algorithm.decide(0, 0, 0, 2, Start::Within(0));
+            let (_, full) = algorithm.decide(0, 0, 0, 2, Patience::Within(0));
             let full = full.unwrap();
-            let (verdict, reserved) = algorithm.decide(full, 0, 0, 1, Start::Within(10 * SEC));
-            assert!(matches!(verdict, Verdict::Admit { wait } if wait > 0), "{strategy}: {verdict:?}");
+            let (verdict, reserved) = algorithm.decide(full, 0, 0, 1, Patience::Within(10 * SEC));
+            assert!(matches!(verdict, Outcome::Admit { wait } if wait > 0), "{strategy}: {verdict:?}");
             assert_eq!(algorithm.refund(reserved.unwrap(), 1), full, "{strategy}");
         }
     }
@@ -461,7 +465,7 @@ mod tests {
                 let at = algorithm.cells(now);
                 let decide = |cells: [u64; 2]| {
                     let other = at.read.map_or(0, |read| cells[read as usize]);
-                    algorithm.decide(cells[at.write as usize], other, now, 1, Start::Within(0))
+                    algorithm.decide(cells[at.write as usize], other, now, 1, Patience::Within(0))
                 };
                 let kept = decide(cells);
                 for cell in &mut cells {

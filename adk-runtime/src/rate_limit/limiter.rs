@@ -1,30 +1,29 @@
-//! The limiter instance: one quota, the state of every key, shared by every function that names it.
+//! The limiter instance: one quota, the state of every key (in a backend), shared by every function that names it.
 
+use std::any::Any;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, OnceLock};
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
-use foldhash::fast::FixedState;
-use tokio::time::Instant;
-
-use super::algorithm::{Algorithm, Start, Verdict};
+use super::algorithm::{Outcome, Patience};
+use super::backend::{Backend, Denied, KeyHash, LimiterSpec, Start, Verdict};
+use super::memory::MemoryBackend;
 use super::rate::Quota;
-use super::store::{KeyedStore, SingleStore, Store};
-use super::telemetry::{self, Decision, Telemetry};
-use crate::error::Error;
+use super::telemetry::{self, Decision, Telemetry, Tracked};
 
 /// A rate limiter: a [`Quota`] applied to calls without a key (one shared state) and to keyed calls (one state per
-/// key, created on a key's first admitted call and dropped by the limiter itself once it has refilled).
+/// key), the state held by a [`Backend`]. By default that is this process's memory ([`MemoryBackend`]), where a key's
+/// state is created on its first admitted call and dropped by the limiter itself once it has refilled.
 ///
 /// Instances are shared by name through the registry (`adk_runtime::registry().rate_limiter("openai")`); build one
-/// directly with [`RateLimiter::new`] for use apart from the attributes. Time follows tokio's clock, so paused-time
-/// tests step through refills.
+/// directly with [`RateLimiter::new`] for use apart from the attributes, or with [`RateLimiter::with_backend`] over
+/// another backend. Time follows the backend's clock: for the memory backend tokio's, so paused-time tests step
+/// through refills.
 ///
-/// Keys are hashed to 64 bits with foldhash, seeded per limiter, and only the hash is kept: state costs 16 bytes a key
-/// whatever the key's type, and nothing is allocated for a key already seen. Two keys whose hashes collide share one
-/// state, which can only make the pair stricter, never admit more; among a million live keys the chance that any two
-/// collide is about 3 in 100 million, and the seed keeps an outsider from choosing colliding keys on purpose.
+/// Keys are hashed as a call starts and only the hash is kept ([`KeyHash`] says how, and what a collision costs): in
+/// memory, state costs 16 bytes a key whatever the key's type, and nothing is allocated for a key already seen.
 ///
 /// ```
 /// use std::time::Duration;
@@ -39,63 +38,10 @@ use crate::error::Error;
 /// assert!(limiter.check_key("bob").is_ok(), "bob has his own budget");
 /// # });
 /// ```
-pub struct RateLimiter {
-    name: String,
-    quota: Quota,
-    algorithm: Algorithm,
-    epoch: Instant,
-    hasher: FixedState,
-    global: SingleStore,
-    keyed: OnceLock<KeyedStore>,
+pub struct RateLimiter<B = MemoryBackend> {
+    spec: LimiterSpec,
+    backend: B,
     telemetry: Telemetry,
-}
-
-/// Why a call was not admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Denied {
-    /// Not now: the same call would be accepted after `retry_after`.
-    #[error("rate limited: {remaining} of {limit} left, retry after {retry_after:?}")]
-    #[non_exhaustive]
-    Limited {
-        /// Time until the same call would be accepted.
-        retry_after: Duration,
-        /// The limiter's capacity ([`Quota::limit`]).
-        limit: u64,
-        /// Units that could be spent now.
-        remaining: u64,
-        /// Time until the key is back to full capacity.
-        reset: Duration,
-    },
-    /// Never: the call costs more than the limiter holds at once.
-    #[error("a call costing {cost} units can never be admitted: the limit is {limit}")]
-    #[non_exhaustive]
-    CostAboveLimit {
-        /// The call's cost.
-        cost: u64,
-        /// The limiter's capacity.
-        limit: u64,
-    },
-}
-
-impl Denied {
-    /// Time until the same call would be accepted; `None` when it never would.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Denied::Limited { retry_after, .. } => Some(*retry_after),
-            Denied::CostAboveLimit { .. } => None,
-        }
-    }
-
-    /// The refusal as an [`Error`] naming limiter `name`: [`Error::RateLimited`] or [`Error::CostAboveLimit`].
-    pub fn into_error(self, name: &str) -> Error {
-        match self {
-            Denied::Limited { retry_after, limit, remaining, reset } => {
-                Error::RateLimited { name: name.to_owned(), retry_after, limit, remaining, reset }
-            }
-            Denied::CostAboveLimit { cost, limit } => Error::cost_above_limit(name, cost, limit),
-        }
-    }
 }
 
 /// A limiter's state for one key (or for calls without a key), as seen now.
@@ -110,66 +56,37 @@ pub struct Snapshot {
     pub reset: Duration,
 }
 
-/// Whose state a call spends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    Global,
-    /// A key's hash, low bit clear (the sliding window's two cells sit at `key` and `key | 1`).
-    Key(u64),
-}
-
+/// The in-memory limiter: decisions without waiting, made in this process.
 impl RateLimiter {
-    /// A limiter called `name` (in metrics and refusals) enforcing `quota`. It is not entered in the registry; the
-    /// attributes and [`RateLimitPolicy`](super::RateLimitPolicy) do that.
+    /// A limiter called `name` (in metrics and refusals) enforcing `quota`, its state in memory. It is not entered in
+    /// the registry; the attributes and [`RateLimitPolicy`](super::RateLimitPolicy) do that.
     pub fn new(name: impl Into<String>, quota: Quota) -> Arc<Self> {
-        let name = name.into();
-        let limiter = Arc::new(RateLimiter {
-            telemetry: Telemetry::new(&name),
-            name,
-            quota,
-            algorithm: Algorithm::new(quota),
-            epoch: Instant::now(),
-            hasher: FixedState::with_seed(fastrand::u64(..)),
-            global: SingleStore::default(),
-            keyed: OnceLock::new(),
-        });
-        telemetry::track(&limiter);
-        limiter
-    }
-
-    /// The limiter's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// What it enforces.
-    pub fn quota(&self) -> Quota {
-        self.quota
+        RateLimiter::with_backend(name, quota, MemoryBackend::new())
     }
 
     /// Spends one unit of the shared (keyless) state now, or says why not. Never waits: a leaky bucket admits only a
     /// call that can go at once.
     #[inline]
     pub fn check(&self) -> Result<(), Denied> {
-        self.check_target(Target::Global, 1)
+        self.check_target(None, 1)
     }
 
     /// Spends `cost` units of the shared state now, or says why not.
     #[inline]
     pub fn check_n(&self, cost: u64) -> Result<(), Denied> {
-        self.check_target(Target::Global, cost)
+        self.check_target(None, cost)
     }
 
     /// Spends one unit of `key`'s state now, or says why not.
     #[inline]
     pub fn check_key<K: Hash + ?Sized>(&self, key: &K) -> Result<(), Denied> {
-        self.check_target(self.target(Some(key)), 1)
+        self.check_target(Some(self.backend.hash(key)), 1)
     }
 
     /// Spends `cost` units of `key`'s state now, or says why not.
     #[inline]
     pub fn check_key_n<K: Hash + ?Sized>(&self, key: &K, cost: u64) -> Result<(), Denied> {
-        self.check_target(self.target(Some(key)), cost)
+        self.check_target(Some(self.backend.hash(key)), cost)
     }
 
     /// The shared state, as of now.
@@ -183,12 +100,12 @@ impl RateLimiter {
     /// # });
     /// ```
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot_target(Target::Global)
+        self.snapshot_target(None)
     }
 
     /// `key`'s state, as of now.
     pub fn snapshot_key<K: Hash + ?Sized>(&self, key: &K) -> Snapshot {
-        self.snapshot_target(self.target(Some(key)))
+        self.snapshot_target(Some(self.backend.hash(key)))
     }
 
     /// Forgets every key and the shared state: every caller has its full quota again, as if the limiter had just
@@ -213,123 +130,159 @@ impl RateLimiter {
     /// # });
     /// ```
     pub fn reset(&self) {
-        self.global.clear();
-        if let Some(keyed) = self.keyed.get() {
-            keyed.clear();
-        }
+        self.backend.clear();
     }
 
     /// Keys whose state the limiter holds now (a sliding window may hold two entries for a key used in consecutive
     /// windows). Also exported as `adk_rate_limit_keys{limiter}`.
     pub fn keys(&self) -> usize {
-        self.keyed.get().map_or(0, KeyedStore::len)
+        self.backend.keys()
+    }
+
+    /// The key's hash, taken at once so that the key itself is not held.
+    #[inline]
+    pub(crate) fn key<K: Hash + ?Sized>(&self, key: Option<&K>) -> Option<KeyHash> {
+        key.map(|key| self.backend.hash(key))
+    }
+
+    #[inline]
+    pub(crate) fn decide_now(&self, key: Option<KeyHash>, cost: u64, start: Patience) -> Outcome {
+        self.backend.decide_now(self.spec.algorithm(), key, cost, start)
+    }
+
+    /// Gives back `cost` units charged ahead for a call that never started.
+    pub(crate) fn refund_now(&self, key: Option<KeyHash>, cost: u64) {
+        self.backend.refund_now(self.spec.algorithm(), key, cost);
+    }
+
+    /// The refusal for an outcome that did not admit.
+    pub(crate) fn denied(&self, outcome: Outcome, cost: u64) -> Denied {
+        Denied::from_outcome(outcome, cost, self.spec.algorithm().limit())
+    }
+
+    #[inline]
+    fn check_target(&self, key: Option<KeyHash>, cost: u64) -> Result<(), Denied> {
+        match self.decide_now(key, cost, Patience::Immediately) {
+            Outcome::Admit { .. } => {
+                self.telemetry.record(Decision::Admitted);
+                Ok(())
+            }
+            outcome => {
+                self.telemetry.record(Decision::Refused);
+                Err(self.denied(outcome, cost))
+            }
+        }
+    }
+
+    fn snapshot_target(&self, key: Option<KeyHash>) -> Snapshot {
+        let algorithm = self.spec.algorithm();
+        let level = self.backend.level(algorithm, key);
+        Snapshot { limit: algorithm.limit(), remaining: level.remaining, reset: Duration::from_nanos(level.reset) }
+    }
+}
+
+/// Any limiter, over any backend: one decision at a time.
+impl<B: Backend> RateLimiter<B> {
+    /// A limiter called `name` (in metrics and refusals) enforcing `quota`, its state held by `backend`. It is not
+    /// entered in the registry.
+    ///
+    /// ```
+    /// use adk_runtime::rate_limit::{MemoryBackend, Quota, RateLimiter};
+    ///
+    /// let limiter = RateLimiter::with_backend("doc-with-backend", Quota::per_second(5), MemoryBackend::new());
+    /// assert_eq!(limiter.spec().name(), "doc-with-backend");
+    /// ```
+    pub fn with_backend(name: impl Into<String>, quota: Quota, backend: B) -> Arc<Self> {
+        let spec = LimiterSpec::new(name, quota);
+        let limiter = Arc::new(RateLimiter { telemetry: Telemetry::new(spec.name()), spec, backend });
+        telemetry::track(&limiter);
+        limiter
+    }
+
+    /// The limiter's name.
+    pub fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    /// What it enforces.
+    pub fn quota(&self) -> Quota {
+        self.spec.quota()
+    }
+
+    /// The limiter as its backend sees it.
+    pub fn spec(&self) -> &LimiterSpec {
+        &self.spec
+    }
+
+    /// Where its state lives.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Decides one call of `cost` units of `key`'s state (of the shared state when `key` is `None`) through the
+    /// backend, waiting for a turn up to what `start` allows. The key is hashed at once and not held, so the future is
+    /// `Send` whatever the key. The decision is counted in `adk_rate_limit_decisions_total` as `admitted`, `delayed`
+    /// (a turn granted ahead) or `refused`. A turn granted ahead ([`Verdict::Admit`] with a non-zero wait) is the
+    /// caller's to wait for, or to give back with [`Backend::refund`] if the call does not start.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use adk_runtime::rate_limit::{Quota, RateLimiter, Start, Verdict};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let limiter = RateLimiter::new("doc-decide", Quota::per_second(1).with_burst(1));
+    /// let Ok(first) = limiter.decide(Some("alice"), 1, Start::Immediately).await;
+    /// assert_eq!(first, Verdict::Admit { wait: Duration::ZERO });
+    /// let Ok(second) = limiter.decide(Some("alice"), 1, Start::Within(Duration::from_secs(5))).await;
+    /// assert_eq!(second, Verdict::Admit { wait: Duration::from_secs(1) });
+    /// # });
+    /// ```
+    pub fn decide<'l, K: Hash + ?Sized>(
+        &'l self,
+        key: Option<&K>,
+        cost: u64,
+        start: Start,
+    ) -> impl Future<Output = Result<Verdict, B::Error>> + Send + use<'l, K, B> {
+        let key = key.map(|key| self.backend.hash_key(key));
+        async move {
+            let verdict = self.backend.decide(&self.spec, key, cost, start).await?;
+            self.telemetry.record(match verdict {
+                Verdict::Admit { wait } if wait.is_zero() => Decision::Admitted,
+                Verdict::Admit { .. } => Decision::Delayed,
+                Verdict::Denied(_) => Decision::Refused,
+            });
+            Ok(verdict)
+        }
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {
         &self.telemetry
     }
+}
 
-    #[inline]
-    pub(crate) fn target<K: Hash + ?Sized>(&self, key: Option<&K>) -> Target {
-        match key {
-            None => Target::Global,
-            Some(key) => Target::Key(self.hasher.hash_one(key) & !1),
-        }
+impl<B: Backend> Tracked for RateLimiter<B> {
+    fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
-    /// Nanoseconds since the limiter was built, on tokio's clock.
-    #[inline]
-    fn now(&self) -> u64 {
-        Instant::now().saturating_duration_since(self.epoch).as_nanos() as u64
-    }
-
-    #[inline]
-    fn keyed(&self) -> &KeyedStore {
-        self.keyed.get_or_init(|| KeyedStore::new(self.algorithm))
-    }
-
-    #[inline]
-    pub(crate) fn decide(&self, target: Target, cost: u64, start: Start) -> Verdict {
-        let now = self.now();
-        let cells = self.algorithm.cells(now);
-        let transition = |cell, other| self.algorithm.decide(cell, other, now, cost, start);
-        match target {
-            Target::Global => self.global.update(cells.write, cells.read, now, transition),
-            Target::Key(key) => {
-                self.keyed().update(key | cells.write, cells.read.map(|read| key | read), now, transition)
-            }
-        }
-    }
-
-    /// Gives back `cost` units charged ahead for a call that never started.
-    pub(crate) fn refund(&self, target: Target, cost: u64) {
-        let now = self.now();
-        let transition = |cell, _| {
-            let refunded = self.algorithm.refund(cell, cost);
-            ((), (refunded != cell).then_some(refunded))
-        };
-        match target {
-            Target::Global => self.global.update(0, None, now, transition),
-            Target::Key(key) => self.keyed().update(key, None, now, transition),
-        }
-    }
-
-    /// The refusal for a verdict that did not admit.
-    pub(crate) fn denied(&self, verdict: Verdict, cost: u64) -> Denied {
-        match verdict {
-            Verdict::Limited { retry_after, remaining, reset } => Denied::Limited {
-                retry_after: Duration::from_nanos(retry_after),
-                limit: self.algorithm.limit(),
-                remaining,
-                reset: Duration::from_nanos(reset),
-            },
-            Verdict::TooCostly | Verdict::Admit { .. } => {
-                Denied::CostAboveLimit { cost, limit: self.algorithm.limit() }
-            }
-        }
-    }
-
-    #[inline]
-    fn check_target(&self, target: Target, cost: u64) -> Result<(), Denied> {
-        match self.decide(target, cost, Start::Immediately) {
-            Verdict::Admit { .. } => {
-                self.telemetry.record(Decision::Admitted);
-                Ok(())
-            }
-            verdict => {
-                self.telemetry.record(Decision::Refused);
-                Err(self.denied(verdict, cost))
-            }
-        }
-    }
-
-    fn snapshot_target(&self, target: Target) -> Snapshot {
-        let now = self.now();
-        let cells = self.algorithm.cells(now);
-        let (cell, other) = match target {
-            Target::Global => (self.global.load(cells.write), cells.read.map_or(0, |read| self.global.load(read))),
-            Target::Key(key) => match self.keyed.get() {
-                None => (0, 0),
-                Some(store) => (store.load(key | cells.write), cells.read.map_or(0, |read| store.load(key | read))),
-            },
-        };
-        let level = self.algorithm.level(cell, other, now);
-        Snapshot { limit: self.algorithm.limit(), remaining: level.remaining, reset: Duration::from_nanos(level.reset) }
+    /// A remote backend's keys live in its store: this process holds none of them.
+    fn keys(&self) -> usize {
+        (&self.backend as &dyn Any).downcast_ref::<MemoryBackend>().map_or(0, MemoryBackend::keys)
     }
 }
 
-impl Drop for RateLimiter {
+impl<B> Drop for RateLimiter<B> {
     fn drop(&mut self) {
         self.telemetry.flush();
     }
 }
 
-impl fmt::Debug for RateLimiter {
+impl<B: fmt::Debug> fmt::Debug for RateLimiter<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("name", &self.name)
-            .field("quota", &self.quota)
-            .field("keys", &self.keys())
+            .field("name", &self.spec.name())
+            .field("quota", &self.spec.quota())
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }

@@ -23,16 +23,25 @@
 //!   `retry_after` and asks again, so dropping it leaves nothing behind.
 //! - **Metrics.** `adk_rate_limit_decisions_total{limiter, decision}` with `decision` one of `admitted`, `delayed`
 //!   (admitted after waiting), `refused`; `adk_rate_limit_keys{limiter}`. Keys are never labels.
+//! - **Backends.** A limiter's state lives in a [`Backend`]. The policies use [`MemoryBackend`], this process's
+//!   memory; [`RateLimiter::with_backend`] builds a limiter over another one, which answers one
+//!   [`decide`](RateLimiter::decide) at a time.
 //!
 //! # Design
 //! The strategies are pure functions from a key's 64-bit cells, the time and the cost to a verdict and the new cells
-//! (`algorithm.rs`); a store applies them atomically (`store.rs`: a compare-and-swap on one cell, the keyed cells in
-//! sharded tables); the clock is read once per decision, from tokio. The transitions are kept apart from the store so
-//! that another store can apply the same ones.
+//! (`algorithm.rs`). The memory backend (`memory.rs`) applies them atomically to cells in `store.rs` (a
+//! compare-and-swap on one cell, the keyed cells in sharded tables), reading tokio's clock once per decision; the
+//! limiter calls it directly, with no future, box or dynamic call between a policy and its cells. Another backend
+//! applies the same transitions in its own store, on its own clock, and the conformance suite (`conformance.rs`) holds
+//! every backend to the memory backend's answers.
 
 mod algorithm;
+mod backend;
 mod builder;
+#[cfg(test)]
+pub(crate) mod conformance;
 mod limiter;
+mod memory;
 mod rate;
 mod registered;
 mod store;
@@ -47,12 +56,13 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::registry::{Declaration, registry};
-use algorithm::{Start, Verdict};
-use limiter::Target;
+use algorithm::{Outcome, Patience};
 use telemetry::Decision;
 
+pub use backend::{Backend, Denied, KeyHash, LimiterSpec, Start, Verdict};
 pub use builder::RateLimiterBuilder;
-pub use limiter::{Denied, RateLimiter, Snapshot};
+pub use limiter::{RateLimiter, Snapshot};
+pub use memory::MemoryBackend;
 pub use rate::{Quota, Rate, Strategy};
 
 /// What a call does when the limiter has no room for it now.
@@ -185,7 +195,7 @@ impl RateLimitPolicy {
         G: FnOnce(Error) -> R,
     {
         let limiter = self.limiter();
-        let target = limiter.target(key);
+        let key = limiter.key(key);
         let cost = cost.units();
         let max_wait = match self.on_limit {
             OnLimit::Reject => None,
@@ -198,19 +208,19 @@ impl RateLimitPolicy {
             let mut waited = false;
             loop {
                 let patience = deadline.map_or(0, |deadline| nanos(deadline.saturating_duration_since(Instant::now())));
-                match limiter.decide(target, cost, Start::Within(patience)) {
-                    Verdict::Admit { wait: 0 } => {
+                match limiter.decide_now(key, cost, Patience::Within(patience)) {
+                    Outcome::Admit { wait: 0 } => {
                         limiter.telemetry().record(if waited { Decision::Delayed } else { Decision::Admitted });
                         return call.await;
                     }
-                    Verdict::Admit { wait } => {
-                        let reservation = Reservation { limiter, target, cost };
+                    Outcome::Admit { wait } => {
+                        let reservation = Reservation { limiter, key, cost };
                         tokio::time::sleep(Duration::from_nanos(wait)).await;
                         reservation.keep();
                         limiter.telemetry().record(Decision::Delayed);
                         return call.await;
                     }
-                    Verdict::Limited { retry_after, .. }
+                    Outcome::Limited { retry_after, .. }
                         if windows
                             && deadline.is_some_and(|deadline| {
                                 Instant::now() + Duration::from_nanos(retry_after) <= deadline
@@ -219,9 +229,9 @@ impl RateLimitPolicy {
                         tokio::time::sleep(Duration::from_nanos(retry_after)).await;
                         waited = true;
                     }
-                    verdict => {
+                    outcome => {
                         limiter.telemetry().record(Decision::Refused);
-                        let denied = limiter.denied(verdict, cost);
+                        let denied = limiter.denied(outcome, cost);
                         tracing::trace!(limiter = limiter.name(), ?denied, "rate limited");
                         return refuse(denied.into_error(limiter.name()));
                     }
@@ -234,7 +244,7 @@ impl RateLimitPolicy {
 /// A turn charged ahead for a call still waiting; given back if the wait is abandoned.
 struct Reservation<'l> {
     limiter: &'l RateLimiter,
-    target: Target,
+    key: Option<KeyHash>,
     cost: u64,
 }
 
@@ -247,7 +257,7 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.limiter.refund(self.target, self.cost);
+        self.limiter.refund_now(self.key, self.cost);
     }
 }
 

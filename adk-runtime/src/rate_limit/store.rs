@@ -261,7 +261,7 @@ impl Store for KeyedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rate_limit::algorithm::{Start, Verdict};
+    use crate::rate_limit::algorithm::{Outcome, Patience};
     use crate::rate_limit::{Quota, Strategy};
 
     const SEC: u64 = 1_000_000_000;
@@ -269,9 +269,9 @@ mod tests {
     fn admit(store: &impl Store, algorithm: &Algorithm, key: u64, now: u64) -> bool {
         let cells = algorithm.cells(now);
         let verdict = store.update(key + cells.write, cells.read.map(|read| key + read), now, |cell, other| {
-            algorithm.decide(cell, other, now, 1, Start::Within(0))
+            algorithm.decide(cell, other, now, 1, Patience::Within(0))
         });
-        verdict == Verdict::Admit { wait: 0 }
+        verdict == Outcome::Admit { wait: 0 }
     }
 
     #[test]
@@ -282,8 +282,8 @@ mod tests {
         assert!(admit(&store, &algorithm, alice, 0) && admit(&store, &algorithm, alice, 0));
         assert!(!admit(&store, &algorithm, alice, 0));
         assert!(admit(&store, &algorithm, bob, 0), "bob has his own bucket");
-        let costly = store.update(6, None, 0, |cell, other| algorithm.decide(cell, other, 0, 3, Start::Within(0)));
-        assert_eq!(costly, Verdict::TooCostly);
+        let costly = store.update(6, None, 0, |cell, other| algorithm.decide(cell, other, 0, 3, Patience::Within(0)));
+        assert_eq!(costly, Outcome::TooCostly);
         assert_eq!(store.len(), 2);
     }
 

@@ -9,7 +9,6 @@ use std::sync::{Arc, Weak};
 
 use prometheus::{IntCounter, IntGauge};
 
-use super::RateLimiter;
 use crate::metrics::{self, Refresh, families};
 
 const STRIPES: usize = 8;
@@ -117,13 +116,20 @@ fn stripe() -> usize {
     })
 }
 
+/// What the metrics read from a limiter, whatever its backend.
+pub(crate) trait Tracked: Send + Sync {
+    fn telemetry(&self) -> &Telemetry;
+    /// Keys whose state this process holds.
+    fn keys(&self) -> usize;
+}
+
 /// Has `limiter` publish its decisions and keys whenever the metrics are gathered, for as long as it lives.
-pub(crate) fn track(limiter: &Arc<RateLimiter>) {
-    let limiter: Weak<dyn Refresh> = Arc::downgrade(limiter) as Weak<RateLimiter>;
+pub(crate) fn track<L: Tracked + 'static>(limiter: &Arc<L>) {
+    let limiter: Weak<dyn Refresh> = Arc::downgrade(limiter) as Weak<L>;
     metrics::refresh_before_gathering(limiter);
 }
 
-impl Refresh for RateLimiter {
+impl<L: Tracked> Refresh for L {
     fn refresh(&self) {
         let telemetry = self.telemetry();
         telemetry.flush();

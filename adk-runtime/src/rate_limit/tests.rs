@@ -179,6 +179,31 @@ async fn decisions_and_keys_are_exported_per_limiter_never_per_key() {
     assert!(!text.contains("alice"));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_decision_through_the_backend_trait_spends_the_same_state_and_is_counted() {
+    let limiter = RateLimiter::new("tests::decide", Quota::per_second(1).with_burst(1));
+    let patient = Start::Within(Duration::from_secs(5));
+    let Ok(first) = limiter.decide(Some("alice"), 1, Start::Immediately).await;
+    assert_eq!(first, Verdict::Admit { wait: Duration::ZERO });
+    assert!(limiter.check_key("alice").is_err(), "the check sees what the decision spent");
+    let Ok(reserved) = limiter.decide(Some("alice"), 1, patient).await;
+    assert_eq!(reserved, Verdict::Admit { wait: Duration::from_secs(1) });
+    let alice = limiter.backend().hash_key("alice");
+    let Ok(()) = limiter.backend().refund(limiter.spec(), Some(alice), 1).await;
+    let Ok(again) = limiter.decide(Some("alice"), 1, patient).await;
+    assert_eq!(again, reserved, "the turn given back is granted again, not the one after it");
+    let Ok(refused) = limiter.decide(Some("alice"), 1, Start::Immediately).await;
+    assert_eq!(refused.denied().and_then(Denied::retry_after), Some(Duration::from_secs(2)));
+    let text = crate::metrics::render();
+    for line in [
+        r#"adk_rate_limit_decisions_total{decision="admitted",limiter="tests::decide"} 1"#,
+        r#"adk_rate_limit_decisions_total{decision="delayed",limiter="tests::decide"} 2"#,
+        r#"adk_rate_limit_decisions_total{decision="refused",limiter="tests::decide"} 2"#,
+    ] {
+        assert!(text.contains(line), "missing {line}");
+    }
+}
+
 /// Admission instants (nanoseconds from the start) of `tasks` tasks, each calling through `policy` after a random
 /// pause averaging `gap`, for `run_for`.
 async fn hammer(policy: &'static RateLimitPolicy, tasks: usize, gap: Duration, run_for: Duration) -> Vec<u64> {
