@@ -15,6 +15,7 @@ pub mod observed;
 pub mod rate_limit;
 pub mod registry;
 pub mod retry;
+mod sync;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod timeout;

@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering::*;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntGauge};
@@ -16,6 +16,7 @@ use super::window::Window;
 use super::{CircuitState, Record};
 use crate::error::Error;
 use crate::metrics::{self, Refresh};
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 /// A circuit breaker shared by every function that names it. Functions reach it through a
 /// [`CircuitBreakerPolicy`](super::CircuitBreakerPolicy); operators through

@@ -25,6 +25,8 @@
 mod algorithm;
 mod breaker;
 mod config;
+#[cfg(all(test, loom))]
+mod loom;
 mod window;
 
 use std::future::Future;
