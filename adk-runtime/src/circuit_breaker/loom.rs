@@ -48,7 +48,8 @@ fn transitions(name: &str, from: &str, to: &str) -> u64 {
 
 fn check(model: impl Fn() + Sync + Send + 'static) {
     let mut builder = ::loom::model::Builder::new();
-    // Three preemptions are enough to reorder every pair of steps these models race, and keep each model to seconds.
+    // Three preemptions keep the five models to a minute or two on two cores; LOOM_MAX_PREEMPTIONS overrides the bound
+    // for a deeper search.
     builder.preemption_bound.get_or_insert(3);
     builder.check(model);
 }
