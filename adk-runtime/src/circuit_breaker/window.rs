@@ -14,8 +14,8 @@
 //!   successes are counted in the stripe's own current step and moved into the bucket when the stripe first records in
 //!   a later step, so a bucket is complete once every stripe has moved on.
 //!
-//! Times are nanoseconds since the breaker was built, read by the breaker (once per call at most) and handed in; a time
-//! window is always given one, a count window never needs it.
+//! Times are nanoseconds since the breaker was built, handed in by the breaker: a time window is always given one, a
+//! count window never needs it.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
