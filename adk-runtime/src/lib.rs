@@ -18,6 +18,7 @@ pub mod rate_limit;
 pub mod registry;
 pub mod retry;
 mod settings;
+mod sync;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod timeout;

@@ -1,28 +1,22 @@
-//! One named breaker: its state machine, the permits calls hold, and what operators see and steer.
+//! One named breaker: the atomics and the lock its state lives in, the clock, the permits calls hold, metrics and logs,
+//! and what operators see and steer. What each event does to the state is decided in [`algorithm`](super::algorithm).
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering::*;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntGauge};
 use tokio::time::Instant;
 
+use super::algorithm::{Admit, Rates, Rules, Slots, Tally, Target, Verdict, Word};
 use super::config::CircuitBreakerConfig;
-use super::window::{Tally, Window, instant_at, nanos_since};
+use super::window::Window;
 use super::{CircuitState, Record};
 use crate::error::Error;
 use crate::metrics::{self, Refresh};
-
-// The state word: generation << 3 | forced << 2 | state. The generation changes with every transition, so an outcome
-// can tell whether the state that admitted its call is still the current one.
-const STATE_BITS: u64 = 0b11;
-const CLOSED: u64 = 0;
-const OPEN: u64 = 1;
-const HALF_OPEN: u64 = 2;
-const FORCED: u64 = 0b100;
-const GENERATION_SHIFT: u32 = 3;
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 /// A circuit breaker shared by every function that names it. Functions reach it through a
 /// [`CircuitBreakerPolicy`](super::CircuitBreakerPolicy); operators through
@@ -43,17 +37,17 @@ const GENERATION_SHIFT: u32 = 3;
 /// assert!(PAYMENTS.acquire().is_ok());
 /// ```
 pub struct CircuitBreaker {
-    /// Read by every call: alone on its cache line.
+    /// The [`Word`], read by every call: alone on its cache line.
     state: Hot,
     window: Window,
     config: CircuitBreakerConfig,
-    min_calls: u64,
-    slow_call: Option<Duration>,
+    rules: Rules,
     needs_clock: bool,
+    /// Times are kept as nanoseconds since this instant.
     base: Instant,
-    /// While open: nanoseconds from `base` to the end of the open period.
+    /// While open: the end of the open period.
     open_until: AtomicU64,
-    /// While half-open: `generation << 32 | trial calls admitted and not released`.
+    /// While half-open: the [`Slots`].
     trial_slots: AtomicU64,
     control: Mutex<Control>,
     name: String,
@@ -65,31 +59,10 @@ struct Hot(AtomicU64);
 
 /// What transitions change, under the breaker's lock.
 struct Control {
-    /// The open period to use the next time the breaker opens from half-open.
-    open_for: Duration,
-    trials: Trials,
-}
-
-#[derive(Default)]
-struct Trials {
-    done: u32,
-    failures: u32,
-    slow: u32,
-}
-
-/// The share of a set of calls that failed or was slow.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Rates {
-    calls: u64,
-    failure_rate: f64,
-    slow_rate: f64,
-}
-
-impl Rates {
-    fn of(tally: Tally) -> Self {
-        let share = |n: u64| if tally.calls == 0 { 0.0 } else { n as f64 / tally.calls as f64 };
-        Rates { calls: tally.calls, failure_rate: share(tally.failures), slow_rate: share(tally.slow) }
-    }
+    /// The open period in force, in nanoseconds (see [`Transition::open_for`](super::algorithm::Transition)).
+    open_for: u64,
+    /// The trial calls decided so far, while half-open.
+    trials: Tally,
 }
 
 /// What a breaker's window holds now, for operators and tests.
@@ -123,19 +96,18 @@ pub struct WindowSnapshot {
 
 impl CircuitBreaker {
     pub(crate) fn new(name: &str, config: CircuitBreakerConfig) -> Arc<Self> {
-        let base = Instant::now();
-        let window = Window::new(config.window(), config.min_calls(), base);
+        let window = Window::new(config.window(), config.min_calls());
+        let rules = Rules::new(&config);
         let breaker = Arc::new(CircuitBreaker {
-            state: Hot(AtomicU64::new(CLOSED)),
-            needs_clock: window.is_timed() || config.slow_call().is_some(),
+            state: Hot(AtomicU64::new(Word::INITIAL.bits())),
+            needs_clock: window.is_timed() || rules.judges_slow_calls(),
             window,
             config,
-            min_calls: config.min_calls().into(),
-            slow_call: config.slow_call(),
-            base,
+            rules,
+            base: Instant::now(),
             open_until: AtomicU64::new(0),
-            trial_slots: AtomicU64::new(0),
-            control: Mutex::new(Control { open_for: config.open_for(), trials: Trials::default() }),
+            trial_slots: AtomicU64::new(Slots::INITIAL.bits()),
+            control: Mutex::new(Control { open_for: rules.open_for(), trials: Tally::default() }),
             name: name.to_owned(),
             metrics: BreakerMetrics::new(name),
         });
@@ -175,7 +147,7 @@ impl CircuitBreaker {
     /// assert_eq!(DB.breaker().state(), CircuitState::Closed);
     /// ```
     pub fn state(&self) -> CircuitState {
-        state_of(self.state.0.load(Acquire))
+        self.word().state()
     }
 
     /// Whether an operator holds the breaker open or closed ([`force_open`](Self::force_open),
@@ -188,7 +160,7 @@ impl CircuitBreaker {
     /// assert!(DB.breaker().is_forced());
     /// ```
     pub fn is_forced(&self) -> bool {
-        self.state.0.load(Acquire) & FORCED != 0
+        self.word().is_forced()
     }
 
     /// The window (or, when half-open, the trial calls) as it stands.
@@ -200,17 +172,16 @@ impl CircuitBreaker {
     /// ```
     pub fn snapshot(&self) -> WindowSnapshot {
         let control = self.lock();
-        let word = self.state.0.load(Acquire);
-        let tally = if word & STATE_BITS == HALF_OPEN {
-            let trials = &control.trials;
-            Tally { calls: trials.done.into(), failures: trials.failures.into(), slow: trials.slow.into() }
+        let word = self.word();
+        let tally = if word.state() == CircuitState::HalfOpen {
+            control.trials
         } else {
             drop(control);
-            self.window.judge(self.needs_clock.then(Instant::now))
+            self.window.judge(self.needs_clock.then(|| self.now()))
         };
         let rates = Rates::of(tally);
         WindowSnapshot {
-            state: state_of(word),
+            state: word.state(),
             calls: tally.calls,
             failures: tally.failures,
             slow_calls: tally.slow,
@@ -230,7 +201,7 @@ impl CircuitBreaker {
     /// ```
     pub fn force_open(&self) {
         let mut control = self.lock();
-        self.transition(&mut control, self.state.0.load(Acquire), OPEN | FORCED, None);
+        self.transition(&mut control, self.word(), Target::ForcedOpen, self.now(), None);
     }
 
     /// Holds the breaker closed, admitting every call whatever the failure rate, until [`reset`](Self::reset).
@@ -243,8 +214,7 @@ impl CircuitBreaker {
     /// ```
     pub fn force_closed(&self) {
         let mut control = self.lock();
-        self.window.restart();
-        self.transition(&mut control, self.state.0.load(Acquire), CLOSED | FORCED, None);
+        self.transition(&mut control, self.word(), Target::ForcedClosed, self.now(), None);
     }
 
     /// Back to closed with an empty window and the initial `open_for`, releasing a forced state. Calls admitted before
@@ -259,9 +229,7 @@ impl CircuitBreaker {
     /// ```
     pub fn reset(&self) {
         let mut control = self.lock();
-        control.open_for = self.config.open_for();
-        self.window.restart();
-        self.transition(&mut control, self.state.0.load(Acquire), CLOSED, None);
+        self.transition(&mut control, self.word(), Target::Closed, self.now(), None);
     }
 
     /// Asks to make one call: a permit to report its outcome with, or [`Error::CircuitOpen`] (the call must not be
@@ -275,9 +243,9 @@ impl CircuitBreaker {
     /// ```
     #[inline]
     pub fn acquire(&self) -> Result<BreakerPermit<'_>, Error> {
-        let word = self.state.0.load(Acquire);
-        if word & STATE_BITS == CLOSED {
-            let started = if self.slow_call.is_some() { Some(Instant::now()) } else { None };
+        let word = self.word();
+        if word.is_closed() {
+            let started = if self.rules.judges_slow_calls() { Some(self.now()) } else { None };
             return Ok(BreakerPermit { breaker: self, admission: Admission::Closed(word), started });
         }
         self.acquire_when_not_closed(word)
@@ -313,39 +281,28 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn acquire_when_not_closed(&self, mut word: u64) -> Result<BreakerPermit<'_>, Error> {
+    fn acquire_when_not_closed(&self, mut word: Word) -> Result<BreakerPermit<'_>, Error> {
+        let now = self.now();
+        let started = self.rules.judges_slow_calls().then_some(now);
         loop {
-            match word & STATE_BITS {
-                CLOSED => {
-                    let started = self.slow_call.map(|_| Instant::now());
-                    return Ok(BreakerPermit { breaker: self, admission: Admission::Closed(word), started });
-                }
-                OPEN if word & FORCED != 0 => return Err(self.refuse(self.config.open_for())),
-                OPEN => {
-                    let now = Instant::now();
-                    let until = instant_at(self.base, self.open_until.load(Acquire));
-                    if now < until {
-                        return Err(self.refuse(until - now));
+            let slots = self.trial_slots.load(Acquire);
+            match self.rules.admit(word, self.open_until.load(Acquire), Slots::from_bits(slots), now) {
+                Admit::Call => return Ok(BreakerPermit { breaker: self, admission: Admission::Closed(word), started }),
+                Admit::Trial(taken) => {
+                    if self.trial_slots.compare_exchange_weak(slots, taken.bits(), AcqRel, Acquire).is_ok() {
+                        return Ok(BreakerPermit { breaker: self, admission: Admission::Trial(word), started });
                     }
+                }
+                Admit::Refuse { retry_after } => return Err(self.refuse(Duration::from_nanos(retry_after))),
+                Admit::HalfOpen => {
                     let mut control = self.lock();
-                    if self.state.0.load(Acquire) == word {
-                        self.transition(&mut control, word, HALF_OPEN, None);
+                    if self.word() == word {
+                        self.transition(&mut control, word, Target::HalfOpen, now, None);
                     }
                 }
-                _ => {
-                    let generation = u64::from(generation_of(word) as u32);
-                    let slots = self.trial_slots.load(Acquire);
-                    if slots >> 32 == generation && (slots as u32) < self.config.half_open_calls() {
-                        if self.trial_slots.compare_exchange_weak(slots, slots + 1, AcqRel, Acquire).is_ok() {
-                            let started = self.slow_call.map(|_| Instant::now());
-                            return Ok(BreakerPermit { breaker: self, admission: Admission::Trial(word), started });
-                        }
-                    } else if slots >> 32 == generation {
-                        return Err(self.refuse(Duration::ZERO));
-                    }
-                }
+                Admit::Reread => {}
             }
-            word = self.state.0.load(Acquire);
+            word = self.word();
         }
     }
 
@@ -356,9 +313,9 @@ impl CircuitBreaker {
     }
 
     #[inline]
-    fn closed_outcome(&self, admitted: u64, started: Option<Instant>, outcome: Outcome) {
-        let now = if self.needs_clock { Some(Instant::now()) } else { None };
-        let slow = self.is_slow(started, now);
+    fn closed_outcome(&self, admitted: Word, started: Option<u64>, outcome: Outcome) {
+        let now = if self.needs_clock { Some(self.now()) } else { None };
+        let slow = self.rules.is_slow(started, now);
         match outcome {
             Outcome::Success if !slow => {
                 if self.window.record_success(now) {
@@ -371,128 +328,101 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn closed_event(&self, admitted: u64, failure: bool, slow: bool, now: Option<Instant>) {
+    fn closed_event(&self, admitted: Word, failure: bool, slow: bool, now: Option<u64>) {
         self.metrics.count(failure, slow);
-        let word = self.state.0.load(Acquire);
-        if word != admitted {
+        if self.word() != admitted {
             return; // the window the call was admitted into is gone
         }
         let tally = self.window.record_event(failure, slow, now);
-        self.trip_if_over(word, tally);
+        self.trip_if_over(admitted, tally, now);
     }
 
     #[cold]
-    fn judge(&self, now: Option<Instant>) {
-        let word = self.state.0.load(Acquire);
-        if word & (STATE_BITS | FORCED) != CLOSED {
+    fn judge(&self, now: Option<u64>) {
+        let word = self.word();
+        if !word.is_judged() {
             return;
         }
         let tally = self.window.judge(now);
-        self.trip_if_over(word, tally);
+        self.trip_if_over(word, tally, now);
     }
 
-    fn trip_if_over(&self, word: u64, tally: Tally) {
-        if word & FORCED != 0 || tally.calls < self.min_calls {
-            return;
-        }
-        let rates = Rates::of(tally);
-        if self.over_threshold(rates) {
+    fn trip_if_over(&self, word: Word, tally: Tally, now: Option<u64>) {
+        if let Some(rates) = self.rules.trips(word, tally) {
+            let now = now.unwrap_or_else(|| self.now());
             let mut control = self.lock();
-            if self.state.0.load(Acquire) == word {
-                self.transition(&mut control, word, OPEN, Some(rates));
+            if self.word() == word {
+                self.transition(&mut control, word, Target::Open, now, Some(rates));
             }
         }
     }
 
-    fn over_threshold(&self, rates: Rates) -> bool {
-        rates.failure_rate >= self.config.failure_rate()
-            || (self.slow_call.is_some() && rates.slow_rate >= self.config.slow_rate())
-    }
-
     #[cold]
-    fn trial_outcome(&self, admitted: u64, started: Option<Instant>, outcome: Outcome) {
+    fn trial_outcome(&self, admitted: Word, started: Option<u64>, outcome: Outcome) {
         if outcome == Outcome::Ignored {
             self.metrics.ignored.inc();
             return self.release_trial(admitted);
         }
-        let succeeded = outcome == Outcome::Success;
-        let slow = self.is_slow(started, self.slow_call.map(|_| Instant::now()));
-        if succeeded && !slow {
+        let now = self.now();
+        let failed = outcome == Outcome::Failure;
+        let slow = self.rules.is_slow(started, Some(now));
+        if !failed && !slow {
             self.window.count_success_outside();
         } else {
-            self.metrics.count(!succeeded, slow);
+            self.metrics.count(failed, slow);
         }
         let mut control = self.lock();
-        if self.state.0.load(Acquire) != admitted {
+        if self.word() != admitted {
             return;
         }
-        let trials = &mut control.trials;
-        trials.done += 1;
-        trials.failures += u32::from(!succeeded);
-        trials.slow += u32::from(slow);
-        if trials.done < self.config.half_open_calls() {
-            return;
-        }
-        let tally = Tally { calls: trials.done.into(), failures: trials.failures.into(), slow: trials.slow.into() };
-        let rates = Rates::of(tally);
-        if self.over_threshold(rates) {
-            control.open_for = self.config.next_open_for(control.open_for);
-            self.transition(&mut control, admitted, OPEN, Some(rates));
-        } else {
-            control.open_for = self.config.open_for();
-            self.window.restart();
-            self.transition(&mut control, admitted, CLOSED, Some(rates));
+        let (trials, verdict) = self.rules.trial(control.trials, failed, slow);
+        control.trials = trials;
+        if let Verdict::Decided { to, rates } = verdict {
+            self.transition(&mut control, admitted, to, now, Some(rates));
         }
     }
 
     /// Gives back the trial slot of a call that will not report an outcome.
-    fn release_trial(&self, admitted: u64) {
-        let generation = u64::from(generation_of(admitted) as u32);
+    fn release_trial(&self, admitted: Word) {
         let mut slots = self.trial_slots.load(Acquire);
-        while slots >> 32 == generation && slots as u32 > 0 {
-            match self.trial_slots.compare_exchange_weak(slots, slots - 1, AcqRel, Acquire) {
+        while let Some(released) = Slots::from_bits(slots).released(admitted) {
+            match self.trial_slots.compare_exchange_weak(slots, released.bits(), AcqRel, Acquire) {
                 Ok(_) => return,
                 Err(actual) => slots = actual,
             }
         }
     }
 
-    fn is_slow(&self, started: Option<Instant>, now: Option<Instant>) -> bool {
-        match (self.slow_call, started, now) {
-            (Some(limit), Some(started), Some(now)) => now.saturating_duration_since(started) > limit,
-            _ => false,
+    /// Moves from the state word `from` to `to` at `now`: writes what [`Rules::transition`] says, the new word last,
+    /// then reports it. `cause` is the verdict that moved it, `None` for an operator's or a call's doing. Call with the
+    /// lock held.
+    fn transition(&self, control: &mut Control, from: Word, to: Target, now: u64, cause: Option<Rates>) {
+        let next = self.rules.transition(from, to, control.open_for, now);
+        control.open_for = next.open_for;
+        if next.restart_window {
+            self.window.restart();
         }
-    }
-
-    /// Moves from the state word `from` to `to` (a state, maybe forced); `cause` is the verdict that moved it, `None`
-    /// for an operator's or a call's doing. Call with the lock held.
-    fn transition(&self, control: &mut Control, from: u64, to: u64, cause: Option<Rates>) {
-        let generation = generation_of(from) + 1;
-        match to {
-            OPEN => {
-                let until = nanos_since(self.base, Instant::now()).saturating_add(nanos(control.open_for));
-                self.open_until.store(until, Release);
-            }
-            HALF_OPEN => {
-                self.trial_slots.store(u64::from(generation as u32) << 32, Release);
-                control.trials = Trials::default();
-            }
-            _ => {}
+        if let Some(open_until) = next.open_until {
+            self.open_until.store(open_until, Release);
         }
-        self.state.0.store(generation << GENERATION_SHIFT | to, Release);
+        if let Some(slots) = next.slots {
+            self.trial_slots.store(slots.bits(), Release);
+            control.trials = Tally::default();
+        }
+        self.state.0.store(next.word.bits(), Release);
 
-        let (from_state, to_state) = (state_of(from), state_of(to));
+        let (from_state, to_state) = (from.state(), next.word.state());
         self.metrics.state.set(to_state.gauge());
         if from_state != to_state {
             self.metrics.transitions[from_state.index()][to_state.index()].inc();
         }
         let (failure_rate, slow_rate, calls) =
             cause.map_or((None, None, None), |r| (Some(r.failure_rate), Some(r.slow_rate), Some(r.calls)));
-        let (breaker, from, forced) = (&self.name, from_state.as_str(), to & FORCED != 0);
+        let (breaker, from, forced) = (&self.name, from_state.as_str(), next.word.is_forced());
         match to_state {
             CircuitState::Open => tracing::warn!(
-                breaker, from, to = "open", failure_rate, slow_rate, calls, forced, open_for = ?control.open_for,
-                "circuit breaker opened"
+                breaker, from, to = "open", failure_rate, slow_rate, calls, forced,
+                open_for = ?Duration::from_nanos(control.open_for), "circuit breaker opened"
             ),
             CircuitState::HalfOpen => tracing::info!(breaker, from, to = "half_open", "circuit breaker half-open"),
             CircuitState::Closed => tracing::info!(
@@ -506,6 +436,17 @@ impl CircuitBreaker {
                 "circuit breaker closed"
             ),
         }
+    }
+
+    #[inline]
+    fn word(&self) -> Word {
+        Word::from_bits(self.state.0.load(Acquire))
+    }
+
+    /// The clock, read at most once per decision.
+    #[inline]
+    fn now(&self) -> u64 {
+        u64::try_from(Instant::now().saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn lock(&self) -> MutexGuard<'_, Control> {
@@ -554,7 +495,8 @@ impl Refresh for CircuitBreaker {
 pub struct BreakerPermit<'a> {
     breaker: &'a CircuitBreaker,
     admission: Admission,
-    started: Option<Instant>,
+    /// When the call started, if calls are timed.
+    started: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -567,9 +509,9 @@ enum Outcome {
 #[derive(Clone, Copy)]
 enum Admission {
     /// Admitted by the closed breaker whose state word this is.
-    Closed(u64),
+    Closed(Word),
     /// A trial call of the half-open breaker whose state word this is.
-    Trial(u64),
+    Trial(Word),
     Reported,
 }
 
@@ -621,10 +563,16 @@ impl Drop for BreakerPermit<'_> {
     }
 }
 
+impl BreakerPermit<'_> {
+    /// Whether the call is one of half-open's trial calls.
+    pub(super) fn is_trial(&self) -> bool {
+        matches!(self.admission, Admission::Trial(_))
+    }
+}
+
 impl fmt::Debug for BreakerPermit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let trial = matches!(self.admission, Admission::Trial(_));
-        f.debug_struct("BreakerPermit").field("breaker", &self.breaker.name).field("trial", &trial).finish()
+        f.debug_struct("BreakerPermit").field("breaker", &self.breaker.name).field("trial", &self.is_trial()).finish()
     }
 }
 
@@ -678,20 +626,4 @@ impl BreakerMetrics {
             (false, false) => {} // fast successes are counted by the window's stripes
         }
     }
-}
-
-fn state_of(word: u64) -> CircuitState {
-    match word & STATE_BITS {
-        CLOSED => CircuitState::Closed,
-        OPEN => CircuitState::Open,
-        _ => CircuitState::HalfOpen,
-    }
-}
-
-fn generation_of(word: u64) -> u64 {
-    word >> GENERATION_SHIFT
-}
-
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

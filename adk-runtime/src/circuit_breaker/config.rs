@@ -216,12 +216,4 @@ impl CircuitBreakerConfig {
     pub const fn half_open_calls(&self) -> u32 {
         self.half_open_calls
     }
-
-    /// The open period following `previous` when the trial calls failed.
-    pub(super) fn next_open_for(&self, previous: Duration) -> Duration {
-        match self.max_open_for {
-            Some(max) => previous.saturating_mul(2).min(max).max(self.open_for),
-            None => self.open_for,
-        }
-    }
 }

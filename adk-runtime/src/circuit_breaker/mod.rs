@@ -22,9 +22,12 @@
 //! concurrency a call being recorded while another is judged may fall on either side of the window's edge. Time
 //! windows slide in steps of 1/60 of their length.
 
+mod algorithm;
 mod breaker;
 mod builder;
 mod config;
+#[cfg(all(test, loom))]
+mod loom;
 mod registered;
 mod window;
 

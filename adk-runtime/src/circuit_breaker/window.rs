@@ -13,24 +13,17 @@
 //! - Time window: 60 buckets (steps) of `window / 60`. Failures and slow calls go into the bucket directly; fast
 //!   successes are counted in the stripe's own current step and moved into the bucket when the stripe first records in
 //!   a later step, so a bucket is complete once every stripe has moved on.
+//!
+//! Times are nanoseconds since the breaker was built, handed in by the breaker: a time window is always given one, a
+//! count window never needs it.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
 
-use tokio::time::Instant;
-
+use super::algorithm::Tally;
 use super::config::Window as WindowSetting;
-
-/// What a window holds now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Tally {
-    pub calls: u64,
-    pub failures: u64,
-    pub slow: u64,
-}
 
 pub(super) struct Window {
     /// `1` when a count window holds at least `min_calls`; `step << 1 | 1` when a time window held at least
@@ -45,7 +38,7 @@ pub(super) struct Window {
 
 enum Shape {
     Count { size: u64 },
-    Time { base: Instant, step_nanos: u64 },
+    Time { step_nanos: u64 },
 }
 
 enum Events {
@@ -85,13 +78,13 @@ struct Stripe {
 const STEPS: u64 = WindowSetting::TIME_STEPS as u64;
 
 impl Window {
-    pub(super) fn new(setting: WindowSetting, min_calls: u32, base: Instant) -> Self {
+    pub(super) fn new(setting: WindowSetting, min_calls: u32) -> Self {
         let stripes = stripe_count();
         let (shape, events) = match setting {
             WindowSetting::Calls(size) => (Shape::Count { size: size.into() }, Events::Count(CountEvents::default())),
             WindowSetting::Time(length) => {
                 let step_nanos = (length.as_nanos() / u128::from(STEPS)).clamp(1, u64::MAX.into()) as u64;
-                (Shape::Time { base, step_nanos }, Events::Time(vec![Bucket::default(); STEPS as usize].into()))
+                (Shape::Time { step_nanos }, Events::Time(vec![Bucket::default(); STEPS as usize].into()))
             }
         };
         Window {
@@ -112,16 +105,16 @@ impl Window {
     /// Records a fast success and says whether the window must now be judged (see [`Window::judge`]). `now` is
     /// required for a time window.
     #[inline]
-    pub(super) fn record_success(&self, now: Option<Instant>) -> bool {
+    pub(super) fn record_success(&self, now: Option<u64>) -> bool {
         let stripe = self.stripe();
         stripe.successes.fetch_add(1, Relaxed);
-        match (&self.shape, now) {
-            (Shape::Time { base, step_nanos }, Some(now)) => {
-                let step = step_of(*base, *step_nanos, now);
+        match self.shape {
+            Shape::Time { step_nanos } => {
+                let step = step_of(step_nanos, now);
                 self.count_in_step(stripe, step);
                 self.mark.load(Relaxed) != (step << 1 | 1)
             }
-            _ => self.mark.load(Relaxed) != 1,
+            Shape::Count { .. } => self.mark.load(Relaxed) != 1,
         }
     }
 
@@ -137,7 +130,7 @@ impl Window {
     }
 
     /// Records a failure or a slow call (or both) and returns the window as it now stands.
-    pub(super) fn record_event(&self, failure: bool, slow: bool, now: Option<Instant>) -> Tally {
+    pub(super) fn record_event(&self, failure: bool, slow: bool, now: Option<u64>) -> Tally {
         let mut events = self.lock();
         match (&mut *events, &self.shape) {
             (Events::Count(count), Shape::Count { size }) => {
@@ -151,8 +144,8 @@ impl Window {
                 }
                 self.judged(count_tally(count, sequence, *size), 0)
             }
-            (Events::Time(buckets), Shape::Time { base, step_nanos }) => {
-                let step = step_of(*base, *step_nanos, now.unwrap_or_else(Instant::now));
+            (Events::Time(buckets), Shape::Time { step_nanos }) => {
+                let step = step_of(*step_nanos, now);
                 let bucket = bucket_for(buckets, step);
                 bucket.calls += 1;
                 bucket.failures += u64::from(failure);
@@ -164,15 +157,15 @@ impl Window {
     }
 
     /// The window as it stands, remembering whether it holds `min_calls` so that fast successes can skip judging.
-    pub(super) fn judge(&self, now: Option<Instant>) -> Tally {
+    pub(super) fn judge(&self, now: Option<u64>) -> Tally {
         let mut events = self.lock();
         match (&mut *events, &self.shape) {
             (Events::Count(count), Shape::Count { size }) => {
                 let sequence = self.successes() + count.recorded;
                 self.judged(count_tally(count, sequence, *size), 0)
             }
-            (Events::Time(buckets), Shape::Time { base, step_nanos }) => {
-                let step = step_of(*base, *step_nanos, now.unwrap_or_else(Instant::now));
+            (Events::Time(buckets), Shape::Time { step_nanos }) => {
+                let step = step_of(*step_nanos, now);
                 self.judged(self.time_tally(buckets, step), step)
             }
             _ => unreachable!("events match the shape"),
@@ -288,24 +281,13 @@ fn bucket_for(buckets: &mut [Bucket], step: u64) -> &mut Bucket {
 }
 
 #[inline]
-fn step_of(base: Instant, step_nanos: u64, now: Instant) -> u64 {
-    let elapsed = now.saturating_duration_since(base);
-    (elapsed.as_nanos() / u128::from(step_nanos)) as u64
+fn step_of(step_nanos: u64, now: Option<u64>) -> u64 {
+    now.expect("a time window is always given the time") / step_nanos
 }
 
 #[inline]
 fn pack(tag: u32, count: u32) -> u64 {
     u64::from(tag) << 32 | u64::from(count)
-}
-
-/// Nanoseconds since `base`, for deadlines kept in atomics.
-pub(super) fn nanos_since(base: Instant, now: Instant) -> u64 {
-    u64::try_from(now.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// `base + nanos`.
-pub(super) fn instant_at(base: Instant, nanos: u64) -> Instant {
-    base + Duration::from_nanos(nanos)
 }
 
 /// Enough stripes that the threads of a busy runtime rarely share one: twice the cores, 8 to 64.
@@ -341,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_count_window_holds_exactly_the_last_n_calls() {
-        let window = Window::new(WindowSetting::Calls(3), 3, Instant::now());
+        let window = Window::new(WindowSetting::Calls(3), 3);
         assert_eq!(window.record_event(true, false, None), Tally { calls: 1, failures: 1, slow: 0 });
         window.record_success(None);
         window.record_success(None);
@@ -356,7 +338,7 @@ mod tests {
 
     #[test]
     fn fast_successes_skip_judging_once_min_calls_are_in_a_count_window() {
-        let window = Window::new(WindowSetting::Calls(10), 2, Instant::now());
+        let window = Window::new(WindowSetting::Calls(10), 2);
         assert!(window.record_success(None), "one call: still filling");
         window.judge(None);
         assert!(window.record_success(None));
@@ -366,20 +348,17 @@ mod tests {
         assert!(window.record_success(None), "a fresh window fills again");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_time_window_slides_in_steps_and_judges_once_per_step() {
-        let base = Instant::now();
-        let window = Window::new(WindowSetting::Time(Duration::from_secs(60)), 1, base);
-        window.record_success(Some(Instant::now()));
-        window.judge(Some(Instant::now()));
-        assert!(!window.record_success(Some(Instant::now())), "same step, warm: no need to judge");
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(window.record_success(Some(Instant::now())), "a new step: calls may have slid out");
-        window.record_event(true, false, Some(Instant::now()));
-        assert_eq!(window.judge(Some(Instant::now())), Tally { calls: 4, failures: 1, slow: 0 });
-        tokio::time::advance(Duration::from_secs(31)).await;
-        assert_eq!(window.judge(Some(Instant::now())), Tally { calls: 2, failures: 1, slow: 0 }, "t=0 slid out");
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert_eq!(window.judge(Some(Instant::now())), Tally::default());
+    #[test]
+    fn a_time_window_slides_in_steps_and_judges_once_per_step() {
+        const S: u64 = 1_000_000_000;
+        let window = Window::new(WindowSetting::Time(std::time::Duration::from_secs(60)), 1);
+        window.record_success(Some(0));
+        window.judge(Some(0));
+        assert!(!window.record_success(Some(0)), "same step, warm: no need to judge");
+        assert!(window.record_success(Some(30 * S)), "a new step: calls may have slid out");
+        window.record_event(true, false, Some(30 * S));
+        assert_eq!(window.judge(Some(30 * S)), Tally { calls: 4, failures: 1, slow: 0 });
+        assert_eq!(window.judge(Some(61 * S)), Tally { calls: 2, failures: 1, slow: 0 }, "t=0 slid out");
+        assert_eq!(window.judge(Some(91 * S)), Tally::default());
     }
 }
