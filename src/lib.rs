@@ -45,7 +45,13 @@
 
 pub use adk_macros::{bulkhead, cached, circuit_breaker, fallback, observed, rate_limited, retry, timeout};
 pub use adk_runtime::metrics;
-pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, Registry, registry};
+pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, HttpError, Registry, registry};
+
+/// reqwest (0.13) integration, with the `reqwest` feature: `Classify` for `reqwest::Error`, and [`ResponseExt`](
+/// reqwest::ResponseExt), which checks a response's status and keeps its `Retry-After`.
+#[cfg(feature = "reqwest")]
+#[doc(inline)]
+pub use adk_runtime::reqwest;
 
 /// The runtime policies, for use without the attributes (builders, registries, metrics, deadlines, telemetry,
 /// health).
