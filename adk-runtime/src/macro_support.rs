@@ -82,6 +82,31 @@ impl<E: From<Error>> FromAdkError for E {
     }
 }
 
+/// A field `#[derive(adk::Classify)]` reads a wait from (`#[adk(retry_after = field)]`).
+#[diagnostic::on_unimplemented(
+    message = "`#[adk(retry_after = ...)]` names a field of type `{Self}`, which holds no wait",
+    label = "this field must be a `Duration` or an `Option<Duration>`",
+    note = "name a `std::time::Duration` or `Option<std::time::Duration>` field, or remove `retry_after`"
+)]
+pub trait RetryAfterField {
+    /// The wait the field holds.
+    fn retry_after_field(&self) -> Option<Duration>;
+}
+
+impl RetryAfterField for Duration {
+    #[inline]
+    fn retry_after_field(&self) -> Option<Duration> {
+        Some(*self)
+    }
+}
+
+impl RetryAfterField for Option<Duration> {
+    #[inline]
+    fn retry_after_field(&self) -> Option<Duration> {
+        *self
+    }
+}
+
 /// Turns a refusal into the function's own return value. The expansion binds `refuse::<ReturnType>` once, spanned
 /// at the return type, so a missing `From<adk::Error>` is reported once, there.
 #[inline]
