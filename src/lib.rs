@@ -5,20 +5,15 @@
 //! see and steer.
 //!
 //! ```
-//! use std::time::Duration;
-//!
-//! #[derive(Debug, thiserror::Error)]
+//! #[derive(Debug, thiserror::Error, adk::Classify)]
 //! enum AgentError {
 //!     #[error("provider unavailable")]
-//!     Unavailable,
+//!     Unavailable,                // transient: worth another try
+//!     #[error("prompt rejected")]
+//!     #[adk(permanent)]
+//!     Rejected,                   // returned at once
 //!     #[error(transparent)]
-//!     Adk(#[from] adk::Error),
-//! }
-//!
-//! impl adk::Classify for AgentError {
-//!     fn adk_error(&self) -> Option<&adk::Error> {
-//!         match self { AgentError::Adk(e) => Some(e), _ => None }
-//!     }
+//!     Adk(#[from] adk::Error),    // adk's refusals, classified as what they are
 //! }
 //!
 //! async fn cheaper_model(prompt: &str) -> Result<String, AgentError> {
@@ -40,12 +35,22 @@
 //! ```
 //!
 //! Written order is wrapping order: the first attribute is the outermost layer. Every policy refusal is an
-//! [`Error`] value; the annotated function's error type implements `From<adk::Error>`, and [`Classify`] says which
-//! errors are worth retrying.
+//! [`Error`] value; the annotated function's error type implements `From<adk::Error>`, and [`Classify`](trait@Classify)
+//! says which errors are worth retrying: derive it for your own error types (`#[derive(adk::Classify)]`, see
+//! [the derive](derive@Classify)); `anyhow::Error` (feature `anyhow`, on by default), `eyre::Report` (`eyre`),
+//! `reqwest::Error` (`reqwest`), `tonic::Status` (`tonic`), `std::io::Error` and [`HttpError`] implement it already.
 
+// The derive shares the trait's name, as serde's derives do: it lives in the macro namespace.
+pub use adk_macros::Classify;
 pub use adk_macros::{bulkhead, cached, circuit_breaker, fallback, observed, rate_limited, retry, timeout};
 pub use adk_runtime::metrics;
-pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, Registry, registry};
+pub use adk_runtime::{CircuitState, Classify, Error, ErrorClass, HttpError, Registry, registry};
+
+/// reqwest (0.13) integration, with the `reqwest` feature: `Classify` for `reqwest::Error`, and [`ResponseExt`](
+/// reqwest::ResponseExt), which checks a response's status and keeps its `Retry-After`.
+#[cfg(feature = "reqwest")]
+#[doc(inline)]
+pub use adk_runtime::reqwest;
 
 /// The runtime policies, for use without the attributes (builders, registries, metrics, deadlines, telemetry,
 /// health).

@@ -21,6 +21,35 @@ impl adk::Classify for AgentError {
     }
 }
 
+/// The derive's expansion is held to the same standard, over every attribute it takes.
+#[derive(Debug, thiserror::Error, adk::Classify)]
+#[adk(transient)]
+enum DerivedError {
+    #[error("rejected")]
+    #[adk(permanent)]
+    Rejected,
+    #[error("down")]
+    #[adk(critical)]
+    Down,
+    #[error("slow down")]
+    #[adk(retry_after = wait)]
+    SlowDown { wait: Duration },
+    #[error("maybe slow")]
+    #[adk(retry_after = 0)]
+    MaybeSlow(Option<Duration>),
+    #[error(transparent)]
+    Io(#[adk(source)] std::io::Error),
+    #[error("http")]
+    #[adk(permanent, retry_after = wait)]
+    Http { source: adk::HttpError, wait: Duration },
+    #[error(transparent)]
+    Adk(#[from] adk::Error),
+}
+
+#[derive(Debug, thiserror::Error, adk::Classify)]
+#[error("wrapped")]
+struct Wrapper<E: std::error::Error + 'static>(#[adk(source)] E);
+
 #[derive(Debug, Clone)]
 struct User {
     id: u64,
@@ -75,4 +104,26 @@ async fn the_annotated_functions_run() {
     assert_eq!(tenant.lookup(1).await.unwrap(), 5);
     assert_eq!(tenant.forward(9, "!").await.unwrap(), 5);
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[adk::retry(attempts = 2, base = "1ms")]
+async fn derived(error: fn() -> DerivedError) -> Result<(), Wrapper<DerivedError>> {
+    Err(Wrapper(error()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_derived_impls_run() {
+    use adk::Classify;
+    assert_eq!(derived(|| DerivedError::Rejected).await.unwrap_err().class(), adk::ErrorClass::Permanent);
+    assert_eq!(derived(|| DerivedError::Down).await.unwrap_err().class(), adk::ErrorClass::Critical);
+    let slow = derived(|| DerivedError::SlowDown { wait: Duration::from_millis(5) }).await.unwrap_err();
+    assert_eq!(slow.retry_after(), Some(Duration::from_millis(5)));
+    assert_eq!(DerivedError::MaybeSlow(None).retry_after(), None);
+    let http = DerivedError::Http { source: adk::HttpError::from_status(503), wait: Duration::from_secs(1) };
+    assert_eq!((http.class(), http.retry_after()), (adk::ErrorClass::Permanent, Some(Duration::from_secs(1))));
+    assert_eq!(
+        DerivedError::Io(std::io::Error::from(std::io::ErrorKind::NotFound)).class(),
+        adk::ErrorClass::Permanent
+    );
+    assert!(DerivedError::from(adk::Error::timeout(Duration::from_secs(1))).adk_error().is_some());
 }

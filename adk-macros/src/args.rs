@@ -162,18 +162,28 @@ pub fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
         .map(|(_, candidate)| candidate)
 }
 
+/// Edits (insertions, deletions, substitutions and swaps of neighbours) from `a` to `b`: the optimal string
+/// alignment distance, so a transposed pair (`wiat` for `wait`) counts as one typo, not two.
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
+    let mut table = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in table.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for (j, cell) in table[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitution = table[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            let mut best = substitution.min(table[i - 1][j] + 1).min(table[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(table[i - 2][j - 2] + 1);
+            }
+            table[i][j] = best;
+        }
+    }
+    table[a.len()][b.len()]
 }
 
 /// `value` if it is one of `valid`, else an error listing them (with a suggestion when one is close).
@@ -352,6 +362,7 @@ mod tests {
         assert_eq!(closest("atempts", &valid), Some("attempts"));
         assert_eq!(closest("max_dealy", &valid), Some("max_delay"));
         assert_eq!(closest("jiter", &valid), Some("jitter"));
+        assert_eq!(closest("bsae", &valid), Some("base"), "a swapped pair is one typo");
         assert_eq!(closest("frobnicate", &valid), None);
     }
 }

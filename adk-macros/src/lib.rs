@@ -17,6 +17,7 @@
 
 mod args;
 mod attrs;
+mod classify;
 mod expand;
 mod order;
 mod sig;
@@ -439,4 +440,71 @@ pub fn rate_limited(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn observed(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Observed, args.into(), item.into()).into()
+}
+
+/// Derives `adk::Classify` for an error enum or struct: which failures `#[retry]` tries again, which count against
+/// a `#[circuit_breaker]`, how long the failed dependency asked to wait, and which adk refusal the error carries.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[derive(Debug, thiserror::Error, adk::Classify)]
+/// enum AgentError {
+///     #[error("provider overloaded")]
+///     Overloaded,                                     // transient: the container's default
+///     #[error("prompt rejected: {0}")]
+///     #[adk(permanent)]
+///     Rejected(String),                               // never retried, not a breaker failure
+///     #[error("provider down")]
+///     #[adk(critical)]
+///     ProviderDown,                                   // never retried, always a breaker failure
+///     #[error("slow down")]
+///     #[adk(retry_after = wait)]
+///     SlowDown { wait: Duration },                    // retried after `wait`
+///     #[error(transparent)]
+///     Io(#[from] #[adk(source)] std::io::Error),      // classified as the io::Error is
+///     #[error(transparent)]
+///     Adk(#[from] adk::Error),                        // found without a mark: refusals keep their meaning
+/// }
+///
+/// use adk::{Classify, ErrorClass};
+/// assert_eq!(AgentError::Overloaded.class(), ErrorClass::Transient);
+/// assert_eq!(AgentError::Rejected("empty".into()).class(), ErrorClass::Permanent);
+/// assert_eq!(AgentError::ProviderDown.class(), ErrorClass::Critical);
+/// assert_eq!(AgentError::SlowDown { wait: Duration::from_secs(2) }.retry_after(), Some(Duration::from_secs(2)));
+/// let not_found = AgentError::from(std::io::Error::from(std::io::ErrorKind::NotFound));
+/// assert_eq!(not_found.class(), ErrorClass::Permanent);
+/// let limited = AgentError::from(adk::Error::rate_limited("openai", Duration::from_secs(1), 0, 0));
+/// assert!(matches!(limited.adk_error(), Some(adk::Error::RateLimited { .. })));
+/// ```
+///
+/// | attribute | on | meaning |
+/// |---|---|---|
+/// | `#[adk(transient)]`, `#[adk(permanent)]`, `#[adk(critical)]` | a variant | its class |
+/// | the same | the enum | the class of variants that neither say nor wrap one (default: transient) |
+/// | the same | a struct | its class |
+/// | `#[adk(source)]` | a field | classify by this wrapped error: its class (unless the variant says one), `retry_after` and `adk_error` |
+/// | `#[adk(retry_after = field)]` | a variant or a struct | the wait, from a `Duration` or `Option<Duration>` field (`retry_after = 0` for a tuple field); before the source's |
+/// | `#[adk(crate = "my_adk")]` | the enum or struct | the path of a renamed `adk` dependency |
+///
+/// thiserror's `#[from]` or `#[source]` alone does not make a field the source (it may wrap an error adk cannot
+/// classify): add `#[adk(source)]` beside it. A field of type `adk::Error` (written `adk::Error`) is a source without a
+/// mark, so refusals wrapped in the
+/// error keep their class and `retry_after`, and a breaker sees that a `RateLimited` is not the dependency's fault.
+/// A `#[adk(source)]` field may be any type that implements `Classify`: `std::io::Error`, `adk::HttpError`,
+/// `anyhow::Error` (feature `anyhow`, on by default), `reqwest::Error` (feature `reqwest`), `tonic::Status`
+/// (feature `tonic`), a boxed error, or another derived type, which is how a foreign error adk does not know gets
+/// classified: wrap it in a variant and say its class there. In a generic type, a source of a parameter's type
+/// (`Inner(#[adk(source)] E)`) adds the bound `E: Classify` to the impl.
+///
+/// Classes: `Transient` errors are retried and count as breaker failures; `Permanent` ones (bad input, not found,
+/// unauthorised) are returned at once and do not count; `Critical` ones (a provider down, corrupted storage, a
+/// security violation) are returned at once and always count.
+///
+/// Mistakes are compile errors at the token: an unknown key (with "did you mean"), a key in the wrong place, two
+/// classes on one variant, `source` on two fields, `retry_after` naming a field that does not exist or is not a
+/// `Duration`, a derive on a union. The derive works on enums and structs (named, tuple or unit), generic or not.
+#[proc_macro_derive(Classify, attributes(adk))]
+pub fn derive_classify(item: TokenStream) -> TokenStream {
+    classify::derive(item.into()).into()
 }

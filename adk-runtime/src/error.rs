@@ -1,7 +1,33 @@
 //! The error model: every policy refusal is an [`Error`] value, and [`Classify`] says which failures are worth another
 //! try or count against a dependency.
+//!
+//! `Classify` is implemented for the errors applications already have, so most need no impl of their own:
+//!
+//! | error | feature | classified by |
+//! |---|---|---|
+//! | [`Error`] | | the refusal: transient with its `retry_after`, except [`Error::CostAboveLimit`] (permanent) |
+//! | [`std::io::Error`] | | its kind (or the adk error it wraps) |
+//! | `Box<dyn std::error::Error + Send + Sync>` | | the first error of its chain adk knows |
+//! | `tokio::time::error::Elapsed` | | transient |
+//! | [`HttpError`] | | its status ([`ErrorClass::from_http_status`]) and the server's `Retry-After` |
+//! | `anyhow::Error` | `anyhow` (default) | the first error of its chain adk knows; transient if none |
+//! | `eyre::Report` | `eyre` | the first error of its chain adk knows; transient if none |
+//! | `reqwest::Error` | `reqwest` | timeouts and connect errors transient, then its status |
+//! | `tonic::Status` | `tonic` | its code, with the delay of its `google.rpc.RetryInfo` detail |
+//! | `hyper::Error`, `http::Error` | `http`, `reqwest` or `tonic` | timeouts and closed connections transient; malformed messages permanent |
+//!
+//! For an error type of your own, `#[derive(adk::Classify)]` (see the `adk` crate) writes the impl.
 
 use std::time::Duration;
+
+mod chain;
+mod http;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+#[cfg(feature = "tonic")]
+mod tonic;
+
+pub use http::HttpError;
 
 /// A refusal by one of adk's policies.
 ///
@@ -135,8 +161,10 @@ pub enum ErrorClass {
 
 /// Says which errors are worth retrying and whether they carry a `retry_after` hint.
 ///
-/// The defaults treat every error as transient without a hint, so `impl adk::Classify for MyError {}` is enough to
-/// start; override `class` to stop retrying errors that cannot succeed, and `adk_error` if the type wraps
+/// Implemented for the error types applications already return (see [the module](self)); for an error type of your
+/// own, derive it: `#[derive(adk::Classify)]` in the `adk` crate, with `#[adk(permanent)]` on the variants that
+/// cannot succeed and `#[adk(source)]` on a wrapped error. By hand, the defaults treat every error as transient
+/// without a hint; override `class` to stop retrying errors that cannot succeed, and `adk_error` if the type wraps
 /// [`Error`].
 ///
 /// ```
@@ -163,7 +191,9 @@ pub enum ErrorClass {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not say which failures are worth retrying",
     label = "this error type must implement `adk::Classify`",
-    note = "add `impl adk::Classify for {Self} {{}}` (every error transient) and override `class` for errors that cannot succeed, or pass `when = path` / `record = path` with a predicate"
+    note = "for an error type of your own, derive it: `#[derive(adk::Classify)]`, with `#[adk(permanent)]` or `#[adk(critical)]` on the variants that are not transient",
+    note = "for `anyhow::Error`, `eyre::Report`, `reqwest::Error` or `tonic::Status`, turn on the `adk` feature of that name (`anyhow` is on by default)",
+    note = "wrap any other foreign error in a type of your own and mark the field `#[adk(source)]`, or pass `when = path` (retry) / `record = path` (circuit breaker) with a predicate"
 )]
 pub trait Classify {
     /// The class of this failure. Default: the class of the wrapped [`Error`] if [`Classify::adk_error`] finds one,
@@ -211,7 +241,9 @@ impl Classify for Error {
 }
 
 /// Classified by kind: network hiccups are transient, bad input and missing things are permanent, running out of
-/// memory is critical.
+/// memory is critical. An `io::Error` of kind `Other` made from an error adk knows (`io::Error::other(adk_error)`, a
+/// `hyper::Error`) is classified by that error, which `io::Error` hides from `source()`; its `retry_after` and
+/// `adk_error` come from the wrapped error whatever the kind.
 impl Classify for std::io::Error {
     fn class(&self) -> ErrorClass {
         use std::io::ErrorKind::*;
@@ -220,28 +252,50 @@ impl Classify for std::io::Error {
             | NotConnected | BrokenPipe | UnexpectedEof | AddrInUse | AddrNotAvailable | HostUnreachable
             | NetworkUnreachable | NetworkDown | ResourceBusy | StorageFull | QuotaExceeded => ErrorClass::Transient,
             OutOfMemory => ErrorClass::Critical,
+            Other => chain::inside_io(self).map_or(ErrorClass::Permanent, Classify::class),
             _ => ErrorClass::Permanent,
         }
     }
-}
 
-/// A boxed error is classified by what it holds: an [`Error`] or an [`std::io::Error`] as above, anything else
-/// transient.
-impl Classify for Box<dyn std::error::Error + Send + Sync> {
-    fn class(&self) -> ErrorClass {
-        if let Some(e) = self.downcast_ref::<Error>() {
-            e.class()
-        } else if let Some(e) = self.downcast_ref::<std::io::Error>() {
-            e.class()
-        } else {
-            ErrorClass::Transient
-        }
+    fn retry_after(&self) -> Option<Duration> {
+        chain::inside_io(self).and_then(Classify::retry_after)
     }
 
     fn adk_error(&self) -> Option<&Error> {
-        self.downcast_ref::<Error>()
+        chain::inside_io(self).and_then(Classify::adk_error)
     }
 }
+
+/// Lets a function returning `std::io::Result` carry adk's policies: a refusal becomes an `io::Error` of the nearest
+/// kind (`TimedOut` for a timeout, `Other` otherwise) that still holds the refusal, so `Classify` finds it again.
+impl From<Error> for std::io::Error {
+    fn from(error: Error) -> Self {
+        let kind = match error {
+            Error::Timeout { .. } => std::io::ErrorKind::TimedOut,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, error)
+    }
+}
+
+/// A boxed error is classified by the first error of its chain adk knows (an [`Error`], an [`std::io::Error`], ...,
+/// as in [the module](self)), anything else transient.
+impl Classify for Box<dyn std::error::Error + Send + Sync> {
+    fn class(&self) -> ErrorClass {
+        chain::class(&**self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        chain::first_known(&**self).and_then(Classify::retry_after)
+    }
+
+    fn adk_error(&self) -> Option<&Error> {
+        chain::first_known(&**self).and_then(Classify::adk_error)
+    }
+}
+
+/// `tokio::time::timeout` ran out: transient, as any timeout.
+impl Classify for tokio::time::error::Elapsed {}
 
 #[cfg(test)]
 mod tests {

@@ -29,7 +29,9 @@ pub mod tower;
 pub mod macro_support;
 
 pub use circuit_breaker::CircuitState;
-pub use error::{Classify, Error, ErrorClass};
+#[cfg(feature = "reqwest")]
+pub use error::reqwest;
+pub use error::{Classify, Error, ErrorClass, HttpError};
 /// The `prometheus` crate the metrics are recorded with, for [`metrics::register_into`].
 pub use prometheus;
 pub use registry::{Registry, registry};

@@ -9,7 +9,7 @@ pub use crate::registry::Declared;
 /// user's and the user needs no `tracing` dependency of their own.
 pub use tracing;
 
-use crate::error::{Classify, Error, ErrorClass};
+pub use crate::error::{Classify, Error, ErrorClass};
 
 /// The path of a method, `module::Type::method`, from the impl's `module_path!()`, `type_name::<Self>()` and the
 /// method's name: the default name of its policies and its `function` label. Generic arguments and the type's own
@@ -67,7 +67,8 @@ impl<T, E> AdkResult for Result<T, E> {
 #[diagnostic::on_unimplemented(
     message = "the error type `{Self}` cannot carry adk's refusals",
     label = "`{Self}` must implement `From<adk::Error>`",
-    note = "add `impl From<adk::Error> for {Self}` (or a `#[from] adk::Error` variant with thiserror)"
+    note = "for an error type of your own, add a `#[from] adk::Error` variant (thiserror) or `impl From<adk::Error> for {Self}`",
+    note = "a foreign error type that cannot hold a refusal needs a wrapper: return `anyhow::Result<T>`, `Result<T, adk::HttpError>` (HTTP calls), or an error type of your own that holds it"
 )]
 pub trait FromAdkError {
     /// Wraps a refusal.
@@ -78,6 +79,31 @@ impl<E: From<Error>> FromAdkError for E {
     #[inline]
     fn from_adk(error: Error) -> Self {
         E::from(error)
+    }
+}
+
+/// A field `#[derive(adk::Classify)]` reads a wait from (`#[adk(retry_after = field)]`).
+#[diagnostic::on_unimplemented(
+    message = "`#[adk(retry_after = ...)]` names a field of type `{Self}`, which holds no wait",
+    label = "this field must be a `Duration` or an `Option<Duration>`",
+    note = "name a `std::time::Duration` or `Option<std::time::Duration>` field, or remove `retry_after`"
+)]
+pub trait RetryAfterField {
+    /// The wait the field holds.
+    fn retry_after_field(&self) -> Option<Duration>;
+}
+
+impl RetryAfterField for Duration {
+    #[inline]
+    fn retry_after_field(&self) -> Option<Duration> {
+        Some(*self)
+    }
+}
+
+impl RetryAfterField for Option<Duration> {
+    #[inline]
+    fn retry_after_field(&self) -> Option<Duration> {
+        *self
     }
 }
 

@@ -1,0 +1,9 @@
+#[derive(Debug)]
+pub struct ParseError;
+
+#[derive(Debug, adk::Classify)]
+enum AgentError {
+    Parse(#[adk(source)] ParseError),
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(Debug, adk::Classify)]
+enum AgentError {
+    #[adk(transient, permanent)]
+    Rejected,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+#[derive(Debug, adk::Classify)]
+enum AgentError {
+    #[adk(permanant)]
+    Rejected,
+    Overloaded,
+}
+
+fn main() {}
