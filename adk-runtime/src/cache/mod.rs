@@ -107,6 +107,7 @@
 //! ```
 
 mod backend;
+mod builder;
 #[cfg(test)]
 mod conformance;
 mod expiry;
@@ -123,6 +124,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use backend::{Backend, BackendError, BoxFuture, Lease};
+pub use builder::CachePolicyBuilder;
 pub use named::CacheHandle;
 
 use crate::registry::{Declaration, registry};
