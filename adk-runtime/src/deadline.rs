@@ -108,10 +108,7 @@ pub(crate) fn nearest(deadline: Instant) -> Instant {
 
 /// The earlier of `own` and the current deadline.
 pub(crate) fn earliest(own: Option<Instant>) -> Option<Instant> {
-    match (own, current()) {
-        (Some(own), Some(outer)) => Some(own.min(outer)),
-        (own, outer) => own.or(outer),
-    }
+    own.map(nearest).or_else(current)
 }
 
 /// `wait` cut to the time left before the current deadline.

@@ -38,6 +38,27 @@ fn known<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a dyn Classify> {
     None
 }
 
+/// `Classify` for an error report type with a `chain()` of its causes: by the first cause adk knows, else transient.
+#[cfg(any(feature = "anyhow", feature = "eyre"))]
+macro_rules! classified_by_chain {
+    ($(#[$attribute:meta])* $report:ty) => {
+        $(#[$attribute])*
+        impl Classify for $report {
+        fn class(&self) -> ErrorClass {
+            self.chain().find_map(known).map_or(ErrorClass::Transient, Classify::class)
+        }
+
+        fn retry_after(&self) -> Option<std::time::Duration> {
+            self.chain().find_map(known).and_then(Classify::retry_after)
+        }
+
+        fn adk_error(&self) -> Option<&Error> {
+            self.chain().find_map(known).and_then(Classify::adk_error)
+        }
+        }
+    };
+}
+
 /// The first error of the chain that starts at `error` (itself included) whose type adk knows.
 pub(super) fn first_known<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a dyn Classify> {
     std::iter::successors(Some(error), |e| StdError::source(*e)).find_map(known)
@@ -54,56 +75,36 @@ pub(super) fn class(error: &(dyn StdError + 'static)) -> ErrorClass {
     first_known(error).map_or(ErrorClass::Transient, Classify::class)
 }
 
-/// Classified by the first error of [`anyhow::Error::chain`] adk knows (an [`Error`], an [`HttpError`], an
-/// `io::Error`, a `reqwest::Error`, a `tonic::Status`, ...), with its `retry_after` and `adk_error`; a chain of
-/// errors adk does not know is transient.
-///
-/// ```
-/// use adk_runtime::{Classify, ErrorClass, HttpError};
-/// use anyhow::Context;
-///
-/// let not_found: anyhow::Result<()> = Err(HttpError::from_status(404)).context("fetching the weather");
-/// assert_eq!(not_found.unwrap_err().class(), ErrorClass::Permanent);
-/// ```
 #[cfg(feature = "anyhow")]
-#[diagnostic::do_not_recommend]
-impl Classify for anyhow::Error {
-    fn class(&self) -> ErrorClass {
-        self.chain().find_map(known).map_or(ErrorClass::Transient, Classify::class)
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        self.chain().find_map(known).and_then(Classify::retry_after)
-    }
-
-    fn adk_error(&self) -> Option<&Error> {
-        self.chain().find_map(known).and_then(Classify::adk_error)
-    }
+classified_by_chain! {
+    /// Classified by the first error of [`anyhow::Error::chain`] adk knows (an [`Error`], an [`HttpError`], an
+    /// `io::Error`, a `reqwest::Error`, a `tonic::Status`, ...), with its `retry_after` and `adk_error`; a chain of
+    /// errors adk does not know is transient.
+    ///
+    /// ```
+    /// use adk_runtime::{Classify, ErrorClass, HttpError};
+    /// use anyhow::Context;
+    ///
+    /// let not_found: anyhow::Result<()> = Err(HttpError::from_status(404)).context("fetching the weather");
+    /// assert_eq!(not_found.unwrap_err().class(), ErrorClass::Permanent);
+    /// ```
+    #[diagnostic::do_not_recommend]
+    anyhow::Error
 }
 
-/// Classified by the first error of [`eyre::Report::chain`] adk knows, as `anyhow::Error` is.
-///
-/// ```
-/// use adk_runtime::{Classify, ErrorClass};
-///
-/// let refused = eyre::Report::new(adk_runtime::Error::timeout(std::time::Duration::from_secs(2)));
-/// assert_eq!(refused.class(), ErrorClass::Transient);
-/// assert!(refused.adk_error().is_some());
-/// ```
 #[cfg(feature = "eyre")]
-#[diagnostic::do_not_recommend]
-impl Classify for eyre::Report {
-    fn class(&self) -> ErrorClass {
-        self.chain().find_map(known).map_or(ErrorClass::Transient, Classify::class)
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        self.chain().find_map(known).and_then(Classify::retry_after)
-    }
-
-    fn adk_error(&self) -> Option<&Error> {
-        self.chain().find_map(known).and_then(Classify::adk_error)
-    }
+classified_by_chain! {
+    /// Classified by the first error of [`eyre::Report::chain`] adk knows, as `anyhow::Error` is.
+    ///
+    /// ```
+    /// use adk_runtime::{Classify, ErrorClass};
+    ///
+    /// let refused = eyre::Report::new(adk_runtime::Error::timeout(std::time::Duration::from_secs(2)));
+    /// assert_eq!(refused.class(), ErrorClass::Transient);
+    /// assert!(refused.adk_error().is_some());
+    /// ```
+    #[diagnostic::do_not_recommend]
+    eyre::Report
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ impl RateLimitPolicy {
         let windows = self.quota.strategy().uses_windows();
         async move {
             // A waiting call never waits past the deadline it runs under.
-            let deadline = max_wait.and_then(|max_wait| crate::deadline::earliest(Some(Instant::now() + max_wait)));
+            let deadline = max_wait.map(|max_wait| crate::deadline::nearest(Instant::now() + max_wait));
             let mut waited = false;
             loop {
                 let patience = deadline.map_or(0, |deadline| nanos(deadline.saturating_duration_since(Instant::now())));
