@@ -44,7 +44,7 @@ async fn never_called_b() -> Result<u32, DbError> {
 fn differing_declarations_of_one_name_are_reported_before_any_call() {
     let conflicts = adk::registry().conflicts();
     let conflict = conflicts.iter().find(|c| c.name == "registry-startup-only").expect("reported at start-up");
-    assert_eq!(conflict.kind, "circuit_breaker");
+    assert_eq!(conflict.kind, adk::registry::Kind::CIRCUIT_BREAKER);
     let mut sites = [conflict.first.call_site, conflict.second.call_site];
     sites.sort();
     assert!(sites.iter().all(|s| s.starts_with("tests/registry.rs:")), "{sites:?}");
@@ -102,7 +102,8 @@ async fn a_conflict_names_the_declaration_in_force_once_the_name_is_used() {
     runs_first().await.unwrap();
     let conflict = conflict();
     let in_force = conflict.in_force.expect("known once the instance exists");
-    assert!(in_force.settings.contains("min_calls: 50"), "the first to run set the settings: {}", in_force.settings);
+    let settings = in_force.settings.downcast_ref::<adk::runtime::circuit_breaker::CircuitBreakerConfig>();
+    assert_eq!(settings.map(|s| s.min_calls()), Some(50), "the first to run set the settings: {:?}", in_force.settings);
     let declared = [&conflict.first, &conflict.second];
     assert!(declared.contains(&&in_force), "{in_force:?} is one of {declared:?}");
 }

@@ -7,7 +7,16 @@ use std::sync::OnceLock;
 
 use prometheus::IntCounter;
 
-use crate::metrics::families;
+use crate::metrics::family;
+
+family! {
+    /// `adk_fallbacks_total{function}`
+    pub(crate) static FALLBACKS_TOTAL: counter(
+        "adk_fallbacks_total",
+        "Calls whose failure was handed to a fallback (counted once per call, whether or not the fallback then succeeded).",
+        ["function"]
+    );
+}
 
 /// The fallback configuration of one function.
 ///
@@ -33,7 +42,7 @@ impl FallbackPolicy {
     /// Notes that the primary call (`index` 0) or the alternative `index` failed and the next alternative answers.
     #[cold]
     pub fn engaged(&self, index: usize) {
-        self.engaged.get_or_init(|| families().fallbacks_total.with_label_values(&[self.function])).inc();
+        self.engaged.get_or_init(|| FALLBACKS_TOTAL.with(&[self.function])).inc();
         tracing::debug!(function = self.function, failed = index, "falling back");
     }
 }

@@ -3,7 +3,9 @@
 //! Label values are bounded: function names, instance names and outcomes, never a user key or an argument. Policies
 //! resolve their labelled handles once (when their `static` state is built), so a call touches only atomics.
 //!
-//! Metrics are a leaf: this module names no policy. A policy that keeps numbers of its own (a limiter's per-thread
+//! Metrics are a leaf: this module names no policy. Each family is declared by the module that records into it (the
+//! crate-private `family!` macro: a `static` handle, and a descriptor collected at link time), so a new policy adds
+//! its families without touching this module, and every family is registered before the first is used. A policy that keeps numbers of its own (a limiter's per-thread
 //! decision stripes and key count, a breaker's striped outcomes, a bulkhead's slots in use) registers as a refresher,
 //! and every gathering (of adk's registry, or of a user's registry through [`register_into`]) first has each live
 //! refresher bring its series up to date, once, so no family is read stale. All families sit behind one collector
@@ -13,7 +15,8 @@
 //! series and so every handle a policy holds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, Weak};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
@@ -24,6 +27,19 @@ pub const DURATION_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
 
 /// adk's metric families. Reach them with [`families()`].
+///
+/// The call families of `#[observed]` are fields; every other family is declared by the module that records into it
+/// (with [`family!`](crate::metrics::family)) and found here by name, so a new policy adds its families without
+/// touching this module.
+///
+/// ```
+/// use adk_runtime::prometheus::core::Collector;
+///
+/// let families = adk_runtime::metrics::families();
+/// let timeouts = families.counter("adk_timeouts_total").expect("declared by the timeout policy");
+/// assert_eq!(timeouts.desc()[0].variable_labels, ["function"]);
+/// assert!(families.counter("adk_no_such_total").is_none());
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Families {
@@ -35,33 +51,8 @@ pub struct Families {
     pub call_duration_seconds: HistogramVec,
     /// `adk_calls_in_flight{function}`
     pub calls_in_flight: IntGaugeVec,
-    /// `adk_rate_limit_decisions_total{limiter,decision}`, `decision` one of `admitted`, `delayed`, `refused`.
-    /// Limiters count in per-thread stripes and fold them in here when the metrics are gathered.
-    pub rate_limit_decisions_total: IntCounterVec,
-    /// `adk_rate_limit_keys{limiter}`: keys whose state a limiter holds, read when the metrics are gathered.
-    pub rate_limit_keys: IntGaugeVec,
-    /// `adk_circuit_breaker_state{breaker}`: 0 closed, 1 open, 2 half-open.
-    pub circuit_breaker_state: IntGaugeVec,
-    /// `adk_circuit_breaker_transitions_total{breaker,from,to}`
-    pub circuit_breaker_transitions_total: IntCounterVec,
-    /// `adk_circuit_breaker_calls_total{breaker,outcome}`
-    pub circuit_breaker_calls_total: IntCounterVec,
-    /// `adk_retry_attempts_total{function,outcome}`
-    pub retry_attempts_total: IntCounterVec,
-    /// `adk_cache_requests_total{cache,result}`
-    pub cache_requests_total: IntCounterVec,
-    /// `adk_cache_entries{cache}`
-    pub cache_entries: IntGaugeVec,
-    /// `adk_cache_evictions_total{cache}`
-    pub cache_evictions_total: IntCounterVec,
-    /// `adk_bulkhead_in_use{bulkhead}`
-    pub bulkhead_in_use: IntGaugeVec,
-    /// `adk_bulkhead_rejections_total{bulkhead}`
-    pub bulkhead_rejections_total: IntCounterVec,
-    /// `adk_timeouts_total{function}`
-    pub timeouts_total: IntCounterVec,
-    /// `adk_fallbacks_total{function}`
-    pub fallbacks_total: IntCounterVec,
+    /// The families declared by the modules that record into them, by name.
+    declared: HashMap<&'static str, Declared>,
     /// The call families of functions with constant labels, one set per distinct label set.
     labelled_calls: LabelledCalls,
     histogram_baselines: HistogramBaselines,
@@ -70,6 +61,167 @@ pub struct Families {
     /// them forget those counts, so a reset never lands between a refresh reading counts and adding them.
     refreshers: Mutex<Vec<Weak<dyn Refresh>>>,
 }
+
+/// A metric family as the module recording into it declares it, collected at link time so that every family is known
+/// (and its descriptor registered) before the first is used.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FamilySpec {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    kind: SpecKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SpecKind {
+    Counter,
+    Gauge,
+    Histogram(&'static [f64]),
+}
+
+inventory::collect!(FamilySpec);
+
+impl FamilySpec {
+    #[doc(hidden)]
+    pub const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        FamilySpec { name, help, labels, kind: SpecKind::Counter }
+    }
+
+    #[doc(hidden)]
+    pub const fn gauge(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        FamilySpec { name, help, labels, kind: SpecKind::Gauge }
+    }
+
+    #[doc(hidden)]
+    pub const fn histogram(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        buckets: &'static [f64],
+    ) -> Self {
+        FamilySpec { name, help, labels, kind: SpecKind::Histogram(buckets) }
+    }
+
+    fn build(&self) -> Declared {
+        let opts = || Opts::new(self.name, self.help);
+        let invalid = "a declared metric family is well-formed";
+        match self.kind {
+            SpecKind::Counter => Declared::Counter(IntCounterVec::new(opts(), self.labels).expect(invalid)),
+            SpecKind::Gauge => Declared::Gauge(IntGaugeVec::new(opts(), self.labels).expect(invalid)),
+            SpecKind::Histogram(buckets) => Declared::Histogram(
+                HistogramVec::new(HistogramOpts::new(self.name, self.help).buckets(buckets.to_vec()), self.labels)
+                    .expect(invalid),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Declared {
+    Counter(IntCounterVec),
+    Gauge(IntGaugeVec),
+    Histogram(HistogramVec),
+}
+
+/// A handle on a declared family, kept in a `static` by the module that declares it; see [`family!`].
+#[doc(hidden)]
+pub struct Family<V> {
+    name: &'static str,
+    vec: OnceLock<V>,
+}
+
+impl<V> Family<V> {
+    #[doc(hidden)]
+    pub const fn new(name: &'static str) -> Self {
+        Family { name, vec: OnceLock::new() }
+    }
+}
+
+impl<V> fmt::Debug for Family<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Family").field(&self.name).finish()
+    }
+}
+
+impl<V: FamilyVec> Family<V> {
+    /// The family, looked up on first use.
+    pub(crate) fn get(&self) -> &V {
+        self.vec.get_or_init(|| V::find(families(), self.name).expect("the family is declared beside its handle"))
+    }
+
+    /// The series of `labels`, in the family's declared label order.
+    pub(crate) fn with(&self, labels: &[&str]) -> V::Series {
+        self.get().series(labels)
+    }
+}
+
+/// What a [`Family`] handle can hold: a labelled family of one kind of metric.
+#[doc(hidden)]
+pub trait FamilyVec: Clone + Send + Sync {
+    type Series;
+    fn find(families: &Families, name: &str) -> Option<Self>;
+    fn series(&self, labels: &[&str]) -> Self::Series;
+}
+
+impl FamilyVec for IntCounterVec {
+    type Series = prometheus::IntCounter;
+    fn find(families: &Families, name: &str) -> Option<Self> {
+        families.counter(name).cloned()
+    }
+    fn series(&self, labels: &[&str]) -> Self::Series {
+        self.with_label_values(labels)
+    }
+}
+
+impl FamilyVec for IntGaugeVec {
+    type Series = prometheus::IntGauge;
+    fn find(families: &Families, name: &str) -> Option<Self> {
+        families.gauge(name).cloned()
+    }
+    fn series(&self, labels: &[&str]) -> Self::Series {
+        self.with_label_values(labels)
+    }
+}
+
+impl FamilyVec for HistogramVec {
+    type Series = prometheus::Histogram;
+    fn find(families: &Families, name: &str) -> Option<Self> {
+        families.histogram(name).cloned()
+    }
+    fn series(&self, labels: &[&str]) -> Self::Series {
+        self.with_label_values(labels)
+    }
+}
+
+/// Declares a metric family in the module that records into it: a `static` handle, and the family's descriptor
+/// collected at link time, so the family is registered (and exposed) with all the others.
+///
+/// ```text
+/// family! {
+///     /// `adk_timeouts_total{function}`
+///     static TIMEOUTS_TOTAL: counter("adk_timeouts_total", "Calls that exceeded their timeout.", ["function"]);
+/// }
+/// TIMEOUTS_TOTAL.with(&["agent::complete"]).inc();
+/// ```
+macro_rules! family {
+    ($(#[$doc:meta])* $vis:vis static $handle:ident: counter($name:literal, $help:expr, [$($label:literal),* $(,)?]);) => {
+        $(#[$doc])* $vis static $handle: $crate::metrics::Family<::prometheus::IntCounterVec> =
+            $crate::metrics::Family::new($name);
+        ::inventory::submit! { $crate::metrics::FamilySpec::counter($name, $help, &[$($label),*]) }
+    };
+    ($(#[$doc:meta])* $vis:vis static $handle:ident: gauge($name:literal, $help:expr, [$($label:literal),* $(,)?]);) => {
+        $(#[$doc])* $vis static $handle: $crate::metrics::Family<::prometheus::IntGaugeVec> =
+            $crate::metrics::Family::new($name);
+        ::inventory::submit! { $crate::metrics::FamilySpec::gauge($name, $help, &[$($label),*]) }
+    };
+    ($(#[$doc:meta])* $vis:vis static $handle:ident: histogram($name:literal, $help:expr, [$($label:literal),* $(,)?], $buckets:expr);) => {
+        $(#[$doc])* $vis static $handle: $crate::metrics::Family<::prometheus::HistogramVec> =
+            $crate::metrics::Family::new($name);
+        ::inventory::submit! { $crate::metrics::FamilySpec::histogram($name, $help, &[$($label),*], $buckets) }
+    };
+}
+pub(crate) use family;
 
 /// A policy instance that keeps some of its numbers in its own atomics (striped per thread, so that hot paths do not
 /// share a cache line) and copies them into its metric handles when metrics are gathered.
@@ -98,7 +250,8 @@ pub fn families() -> &'static Families {
 /// The Prometheus text exposition of everything adk records.
 ///
 /// ```
-/// adk_runtime::metrics::families().timeouts_total.with_label_values(&["doc::example"]).inc();
+/// let timeouts = adk_runtime::metrics::families().counter("adk_timeouts_total").unwrap();
+/// timeouts.with_label_values(&["doc::example"]).inc();
 /// assert!(adk_runtime::metrics::render().contains("adk_timeouts_total{function=\"doc::example\"} 1"));
 /// ```
 pub fn render() -> String {
@@ -125,7 +278,7 @@ pub(crate) fn reset() {
         zero_counters(family);
     }
     let labelled = families.labelled_calls.all();
-    let mut histograms = families.call_duration_seconds.collect();
+    let mut histograms: Vec<MetricFamily> = families.histograms().flat_map(|family| family.collect()).collect();
     for calls in &labelled {
         zero_counters(&calls.calls_total);
         histograms.extend(calls.call_duration_seconds.collect());
@@ -171,6 +324,11 @@ impl Families {
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
         };
+        let mut declared = HashMap::new();
+        for spec in inventory::iter::<FamilySpec> {
+            let clash = declared.insert(spec.name, spec.build());
+            assert!(clash.is_none(), "the metric family {} is declared twice", spec.name);
+        }
         let families = Families {
             calls_total: counter("adk_calls_total", CALLS_TOTAL_HELP, &["function", "outcome"]),
             call_duration_seconds: HistogramVec::new(
@@ -179,47 +337,7 @@ impl Families {
             )
             .expect("valid metric definition"),
             calls_in_flight: gauge("adk_calls_in_flight", CALLS_IN_FLIGHT_HELP, &["function"]),
-            rate_limit_decisions_total: counter(
-                "adk_rate_limit_decisions_total",
-                "Rate limiter decisions.",
-                &["limiter", "decision"],
-            ),
-            rate_limit_keys: gauge("adk_rate_limit_keys", "Keys whose state a rate limiter holds.", &["limiter"]),
-            circuit_breaker_state: gauge(
-                "adk_circuit_breaker_state",
-                "Breaker state: 0 closed, 1 open, 2 half-open.",
-                &["breaker"],
-            ),
-            circuit_breaker_transitions_total: counter(
-                "adk_circuit_breaker_transitions_total",
-                "Breaker state transitions.",
-                &["breaker", "from", "to"],
-            ),
-            circuit_breaker_calls_total: counter(
-                "adk_circuit_breaker_calls_total",
-                "Calls seen by a breaker by outcome.",
-                &["breaker", "outcome"],
-            ),
-            retry_attempts_total: counter(
-                "adk_retry_attempts_total",
-                "Attempts made under a retry policy by outcome.",
-                &["function", "outcome"],
-            ),
-            cache_requests_total: counter("adk_cache_requests_total", "Cache lookups by result.", &["cache", "result"]),
-            cache_entries: gauge("adk_cache_entries", "Entries held by a cache.", &["cache"]),
-            cache_evictions_total: counter("adk_cache_evictions_total", "Entries evicted from a cache.", &["cache"]),
-            bulkhead_in_use: gauge("adk_bulkhead_in_use", "Bulkhead permits held now.", &["bulkhead"]),
-            bulkhead_rejections_total: counter(
-                "adk_bulkhead_rejections_total",
-                "Calls refused by a full bulkhead.",
-                &["bulkhead"],
-            ),
-            timeouts_total: counter("adk_timeouts_total", "Calls that exceeded their timeout.", &["function"]),
-            fallbacks_total: counter(
-                "adk_fallbacks_total",
-                "Calls whose failure was handed to a fallback (counted once per call, whether or not the fallback then succeeded).",
-                &["function"],
-            ),
+            declared,
             labelled_calls: LabelledCalls::default(),
             histogram_baselines: HistogramBaselines::default(),
             registry: Registry::new(),
@@ -231,26 +349,48 @@ impl Families {
 
     /// Every family, as one collector.
     fn collector(&self) -> Collected {
-        Collected {
-            families: vec![
-                Box::new(self.calls_total.clone()),
-                Box::new(Rebased(self.call_duration_seconds.clone())),
-                Box::new(self.calls_in_flight.clone()),
-                Box::new(self.rate_limit_decisions_total.clone()),
-                Box::new(self.rate_limit_keys.clone()),
-                Box::new(self.circuit_breaker_state.clone()),
-                Box::new(self.circuit_breaker_transitions_total.clone()),
-                Box::new(self.circuit_breaker_calls_total.clone()),
-                Box::new(self.retry_attempts_total.clone()),
-                Box::new(self.cache_requests_total.clone()),
-                Box::new(self.cache_entries.clone()),
-                Box::new(self.cache_evictions_total.clone()),
-                Box::new(self.bulkhead_in_use.clone()),
-                Box::new(self.bulkhead_rejections_total.clone()),
-                Box::new(self.timeouts_total.clone()),
-                Box::new(self.fallbacks_total.clone()),
-                Box::new(Rebased(self.labelled_calls.clone())),
-            ],
+        let mut families: Vec<Box<dyn Collector>> = vec![
+            Box::new(self.calls_total.clone()),
+            Box::new(Rebased(self.call_duration_seconds.clone())),
+            Box::new(self.calls_in_flight.clone()),
+            Box::new(Rebased(self.labelled_calls.clone())),
+        ];
+        let mut declared: Vec<_> = self.declared.iter().collect();
+        declared.sort_by_key(|(name, _)| **name);
+        for (_, family) in declared {
+            families.push(match family {
+                Declared::Counter(vec) => Box::new(vec.clone()),
+                Declared::Gauge(vec) => Box::new(vec.clone()),
+                Declared::Histogram(vec) => Box::new(Rebased(vec.clone())),
+            });
+        }
+        Collected { families }
+    }
+
+    /// The counter family called `name`, if a module declares it.
+    pub fn counter(&self, name: &str) -> Option<&IntCounterVec> {
+        match self.declared.get(name) {
+            Some(Declared::Counter(vec)) => Some(vec),
+            _ if name == "adk_calls_total" => Some(&self.calls_total),
+            _ => None,
+        }
+    }
+
+    /// The gauge family called `name`, if a module declares it.
+    pub fn gauge(&self, name: &str) -> Option<&IntGaugeVec> {
+        match self.declared.get(name) {
+            Some(Declared::Gauge(vec)) => Some(vec),
+            _ if name == "adk_calls_in_flight" => Some(&self.calls_in_flight),
+            _ => None,
+        }
+    }
+
+    /// The histogram family called `name`, if a module declares it.
+    pub fn histogram(&self, name: &str) -> Option<&HistogramVec> {
+        match self.declared.get(name) {
+            Some(Declared::Histogram(vec)) => Some(vec),
+            _ if name == "adk_call_duration_seconds" => Some(&self.call_duration_seconds),
+            _ => None,
         }
     }
 
@@ -266,19 +406,21 @@ impl Families {
     }
 
     /// Every counter family, for [`reset`].
-    fn counters(&self) -> [&IntCounterVec; 10] {
-        [
-            &self.calls_total,
-            &self.rate_limit_decisions_total,
-            &self.circuit_breaker_transitions_total,
-            &self.circuit_breaker_calls_total,
-            &self.retry_attempts_total,
-            &self.cache_requests_total,
-            &self.cache_evictions_total,
-            &self.bulkhead_rejections_total,
-            &self.timeouts_total,
-            &self.fallbacks_total,
-        ]
+    fn counters(&self) -> Vec<&IntCounterVec> {
+        let declared = self.declared.values().filter_map(|family| match family {
+            Declared::Counter(vec) => Some(vec),
+            _ => None,
+        });
+        std::iter::once(&self.calls_total).chain(declared).collect()
+    }
+
+    /// Every histogram family, for [`reset`].
+    fn histograms(&self) -> impl Iterator<Item = &HistogramVec> {
+        let declared = self.declared.values().filter_map(|family| match family {
+            Declared::Histogram(vec) => Some(vec),
+            _ => None,
+        });
+        std::iter::once(&self.call_duration_seconds).chain(declared)
     }
 
     fn lock_refreshers(&self) -> MutexGuard<'_, Vec<Weak<dyn Refresh>>> {
@@ -523,7 +665,7 @@ mod tests {
 
     #[test]
     fn users_can_serve_adk_metrics_from_their_own_registry() {
-        families().fallbacks_total.with_label_values(&["metrics::tests"]).inc();
+        crate::fallback::FALLBACKS_TOTAL.with(&["metrics::tests"]).inc();
         let mine = Registry::new();
         register_into(&mine).unwrap();
         let names: Vec<String> = mine.gather().iter().map(|f| f.name().to_owned()).collect();
@@ -605,6 +747,29 @@ mod tests {
         assert_eq!((count("admitted"), count("refused")), (Some(1.0), Some(1.0)));
         assert!(gathered.iter().any(|f| f.name() == "app_requests_total"));
         assert!(register_into(&user).is_err(), "registering twice is refused, as for any collector");
+    }
+
+    #[test]
+    fn families_declared_beside_their_policies_are_registered_before_their_first_use() {
+        let collector = families().collector();
+        let described: Vec<&str> = collector.desc().into_iter().map(|desc| desc.fq_name.as_str()).collect();
+        for name in [
+            "adk_rate_limit_decisions_total",
+            "adk_rate_limit_keys",
+            "adk_circuit_breaker_state",
+            "adk_circuit_breaker_transitions_total",
+            "adk_circuit_breaker_calls_total",
+            "adk_retry_attempts_total",
+            "adk_cache_requests_total",
+            "adk_cache_entries",
+            "adk_cache_evictions_total",
+            "adk_bulkhead_in_use",
+            "adk_bulkhead_rejections_total",
+            "adk_timeouts_total",
+            "adk_fallbacks_total",
+        ] {
+            assert!(described.contains(&name), "{name} is not described: {described:?}");
+        }
     }
 
     #[test]

@@ -12,11 +12,95 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 /// A kind of named instance the registry holds.
 pub(crate) trait Instance: Send + Sync + 'static {
-    /// The kind's name, as declarations and conflicts report it (`"circuit_breaker"`, ...).
-    const KIND: &'static str;
+    /// The kind, as declarations and conflicts report it.
+    const KIND: Kind;
 
     /// Back to the instance's initial state, for [`Registry::reset`].
     fn reset(&self);
+}
+
+/// A kind of named instance: breakers, limiters, caches, bulkheads... Each policy module defines its own constant
+/// (`Kind::CIRCUIT_BREAKER`, `Kind::RATE_LIMITER`, `Kind::CACHE`, `Kind::BULKHEAD`), so a new kind touches no other.
+///
+/// ```
+/// use adk_runtime::registry::Kind;
+///
+/// assert_eq!(Kind::CIRCUIT_BREAKER.name(), "circuit_breaker");
+/// assert_ne!(Kind::CIRCUIT_BREAKER, Kind::RATE_LIMITER);
+/// assert_eq!(Kind::CACHE.to_string(), "cache");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Kind(&'static str);
+
+impl Kind {
+    pub(crate) const fn new(name: &'static str) -> Self {
+        Kind(name)
+    }
+
+    /// The kind's name, as logs, configuration sections and the ops views spell it (`"circuit_breaker"`, ...).
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A named instance's settings as declared, kept typed: two declarations conflict when their settings differ as
+/// values, and a reader gets the policy's own settings type back with [`downcast_ref`](Self::downcast_ref).
+///
+/// ```
+/// use adk_runtime::rate_limit::Quota;
+/// use adk_runtime::registry::Settings;
+///
+/// let a = Settings::new(Quota::per_minute(60));
+/// assert_eq!(a, Settings::new(Quota::per_minute(60)));
+/// assert_ne!(a, Settings::new(Quota::per_minute(61)));
+/// assert_eq!(a.downcast_ref::<Quota>().map(|q| q.limit()), Some(60));
+/// ```
+#[derive(Clone)]
+pub struct Settings(Arc<dyn AnySettings>);
+
+trait AnySettings: Any + Send + Sync + fmt::Debug {
+    fn same_as(&self, other: &dyn AnySettings) -> bool;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any + Send + Sync + fmt::Debug + PartialEq> AnySettings for T {
+    fn same_as(&self, other: &dyn AnySettings) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Settings {
+    /// Settings of a policy's own type.
+    pub fn new<T: Any + Send + Sync + fmt::Debug + PartialEq>(settings: T) -> Self {
+        Settings(Arc::new(settings))
+    }
+
+    /// The settings as their own type, when they are a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+}
+
+impl PartialEq for Settings {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same_as(&*other.0)
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// A [`Named`] table seen without its type, for what the registry does to every kind.
@@ -199,7 +283,7 @@ impl Registry {
         }
         match &conflict.in_force {
             Some(in_force) => tracing::error!(
-                kind = conflict.kind,
+                kind = conflict.kind.name(),
                 name = %conflict.name,
                 first = %conflict.first,
                 second = %conflict.second,
@@ -207,7 +291,7 @@ impl Registry {
                 "one name declared with different settings; the instance has the settings of the first to run"
             ),
             None => tracing::error!(
-                kind = conflict.kind,
+                kind = conflict.kind.name(),
                 name = %conflict.name,
                 first = %conflict.first,
                 second = %conflict.second,
@@ -218,7 +302,7 @@ impl Registry {
     }
 
     /// Records which declaration created the instance called `name`, for the conflicts found at start-up.
-    fn note_in_force(&self, kind: &'static str, name: &str, declaration: &Declaration) {
+    fn note_in_force(&self, kind: Kind, name: &str, declaration: &Declaration) {
         let mut conflicts = self.conflicts.write().unwrap_or_else(|e| e.into_inner());
         for conflict in conflicts.iter_mut().filter(|c| c.kind == kind && c.name == name && c.in_force.is_none()) {
             conflict.in_force = Some(declaration.clone());
@@ -228,7 +312,7 @@ impl Registry {
     /// Compares every declaration the program links in (each named policy registers one at start-up), so two
     /// functions declaring one name with different settings are reported before either runs.
     fn check_declarations(&self) {
-        let mut seen: HashMap<(&'static str, &'static str), Declaration> = HashMap::new();
+        let mut seen: HashMap<(Kind, &'static str), Declaration> = HashMap::new();
         for declared in inventory::iter::<Declared> {
             let (kind, name, declaration) = (declared.0)();
             match seen.get(&(kind, name)) {
@@ -252,30 +336,30 @@ impl Registry {
 /// found at start-up: a function returning (kind, name, declaration), and one that puts the policy's instance in the
 /// registry, so that a declared name can be looked up before any call under it.
 #[doc(hidden)]
-pub struct Declared(pub fn() -> (&'static str, &'static str, Declaration), pub fn());
+pub struct Declared(pub fn() -> (Kind, &'static str, Declaration), pub fn());
 
 inventory::collect!(Declared);
 
 /// Where and how a named instance was declared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Declaration {
     /// `file:line` of the declaring attribute (or the builder call).
     pub call_site: &'static str,
-    /// The settings, rendered for comparison and for the report.
-    pub settings: String,
+    /// The settings, as the policy's own type.
+    pub settings: Settings,
 }
 
 impl fmt::Display for Declaration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.call_site, self.settings)
+        write!(f, "{} ({:?})", self.call_site, self.settings)
     }
 }
 
 /// Two declarations of one name whose settings differ.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Conflict {
-    /// `"circuit_breaker"`, `"rate_limiter"`, `"cache"` or `"bulkhead"`.
-    pub kind: &'static str,
+    /// What kind of instance the name is for.
+    pub kind: Kind,
     /// The shared name.
     pub name: String,
     /// One declaration (at start-up, the first the program links; at run time, the one that created the instance).
@@ -355,19 +439,21 @@ mod tests {
     fn one_name_is_one_instance_and_differing_settings_are_reported() {
         struct Token(u32);
         impl Instance for Token {
-            const KIND: &'static str = "test_kind";
+            const KIND: Kind = Kind::new("test_kind");
             fn reset(&self) {}
         }
         let named: Named<Token> = Named::new();
-        let decl = |site, settings: &str| Declaration { call_site: site, settings: settings.to_owned() };
-        let a = named.declare("shared-x", decl("a.rs:1", "n=1"), || Arc::new(Token(1)));
-        let b = named.declare("shared-x", decl("b.rs:2", "n=1"), || Arc::new(Token(2)));
+        let decl = |site, n: u32| Declaration { call_site: site, settings: Settings::new(n) };
+        let a = named.declare("shared-x", decl("a.rs:1", 1), || Arc::new(Token(1)));
+        let b = named.declare("shared-x", decl("b.rs:2", 1), || Arc::new(Token(2)));
         assert!(Arc::ptr_eq(&a, &b));
-        let c = named.declare("shared-x", decl("c.rs:3", "n=3"), || Arc::new(Token(3)));
+        let c = named.declare("shared-x", decl("c.rs:3", 3), || Arc::new(Token(3)));
         assert_eq!(c.0, 1, "the first declaration stays in force");
         let conflict = registry().conflicts().into_iter().find(|c| c.name == "shared-x").expect("reported");
         assert_eq!((conflict.first.call_site, conflict.second.call_site), ("a.rs:1", "c.rs:3"));
         assert_eq!(conflict.in_force.map(|d| d.call_site), Some("a.rs:1"));
+        assert_eq!(conflict.second.settings.downcast_ref::<u32>(), Some(&3), "the settings stay typed");
+        assert!(conflict.second.to_string().ends_with("(3)"), "{}", conflict.second);
         assert_eq!(named.names(), ["shared-x"]);
         assert!(named.get("missing").is_none());
     }
@@ -384,7 +470,7 @@ mod tests {
 
         // A registry of its own: resetting the process-wide one would reset the other tests' instances.
         let registry = Registry::new();
-        let decl = || Declaration { call_site: "registry.rs:1", settings: String::new() };
+        let decl = || Declaration { call_site: "registry.rs:1", settings: Settings::new(()) };
         let breaker = registry.instances::<CircuitBreaker>().declare("reset-breaker", decl(), || {
             CircuitBreaker::new("registry::tests::reset-breaker", CircuitBreakerConfig::new())
         });

@@ -10,7 +10,12 @@ use tokio::time::Instant;
 
 use crate::deadline;
 use crate::error::Error;
-use crate::metrics::families;
+use crate::metrics::family;
+
+family! {
+    /// `adk_timeouts_total{function}`
+    static TIMEOUTS_TOTAL: counter("adk_timeouts_total", "Calls that exceeded their timeout.", ["function"]);
+}
 
 /// A timeout bound to a function, built at compile time.
 ///
@@ -107,7 +112,7 @@ where
             std::task::Poll::Pending => std::task::Poll::Pending,
             std::task::Poll::Ready(()) => {
                 let policy = *this.policy;
-                policy.fired.get_or_init(|| families().timeouts_total.with_label_values(&[policy.function])).inc();
+                policy.fired.get_or_init(|| TIMEOUTS_TOTAL.with(&[policy.function])).inc();
                 tracing::debug!(function = policy.function, after = ?policy.after, "timed out");
                 let refuse = this.refuse.take().expect("polled after completion");
                 std::task::Poll::Ready(refuse(Error::timeout(policy.after)))

@@ -29,7 +29,35 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::Error;
 use crate::metrics::{self, Refresh};
-use crate::registry::{Declaration, registry};
+use crate::registry::{Declaration, Kind, Settings, registry};
+
+metrics::family! {
+    /// `adk_bulkhead_in_use{bulkhead}`
+    static BULKHEAD_IN_USE: gauge("adk_bulkhead_in_use", "Bulkhead permits held now.", ["bulkhead"]);
+}
+metrics::family! {
+    /// `adk_bulkhead_rejections_total{bulkhead}`
+    static BULKHEAD_REJECTIONS_TOTAL: counter(
+        "adk_bulkhead_rejections_total",
+        "Calls refused by a full bulkhead.",
+        ["bulkhead"]
+    );
+}
+
+/// What a bulkhead's declarations compare: its bound. (`max_wait` is each function's own.)
+///
+/// ```
+/// use adk_runtime::bulkhead::{BulkheadPolicy, BulkheadSettings};
+///
+/// static POLICY: BulkheadPolicy = BulkheadPolicy::new("doc-bulkhead-settings", "a.rs:1", 4);
+/// let (_, _, declaration) = POLICY.declared();
+/// assert_eq!(declaration.settings.downcast_ref(), Some(&BulkheadSettings { max_concurrent: 4 }));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkheadSettings {
+    /// At most this many calls at once.
+    pub max_concurrent: usize,
+}
 
 /// A function's bulkhead: the shared name and bound, its own `max_wait`, and where it was declared. Built at compile
 /// time in a `static`.
@@ -101,9 +129,9 @@ impl BulkheadPolicy {
     }
 
     /// What this policy declares about its shared bulkhead (collected at start-up to find conflicting names).
-    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
-        let settings = format!("max_concurrent: {}", self.max_concurrent);
-        ("bulkhead", self.name, Declaration { call_site: self.call_site, settings })
+    pub fn declared(&self) -> (Kind, &'static str, Declaration) {
+        let settings = Settings::new(BulkheadSettings { max_concurrent: self.max_concurrent });
+        (Kind::BULKHEAD, self.name, Declaration { call_site: self.call_site, settings })
     }
 
     /// A slot, waiting up to this function's `max_wait` for one; else [`Error::BulkheadFull`].
@@ -172,13 +200,12 @@ struct Slots {
 
 impl Bulkhead {
     pub(crate) fn new(name: &str, max_concurrent: usize) -> Arc<Self> {
-        let families = metrics::families();
         let bulkhead = Arc::new(Bulkhead {
             slots: Slots { free: Semaphore::new(max_concurrent), waiting: AtomicUsize::new(0) },
             max_concurrent,
             name: name.to_owned(),
-            in_use_gauge: families.bulkhead_in_use.with_label_values(&[name]),
-            rejections: families.bulkhead_rejections_total.with_label_values(&[name]),
+            in_use_gauge: BULKHEAD_IN_USE.with(&[name]),
+            rejections: BULKHEAD_REJECTIONS_TOTAL.with(&[name]),
         });
         let weak: Weak<Bulkhead> = Arc::downgrade(&bulkhead);
         metrics::refresh_before_gathering(weak);

@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use super::Bulkhead;
-use crate::registry::{Instance, Registry};
+use crate::registry::{Instance, Kind, Registry};
+
+impl Kind {
+    /// Bulkheads.
+    pub const BULKHEAD: Kind = Kind::new("bulkhead");
+}
 
 impl Instance for Bulkhead {
-    const KIND: &'static str = "bulkhead";
+    const KIND: Kind = Kind::BULKHEAD;
 
     /// A bulkhead's slots are the calls in flight: nothing to reset (see [`Registry::reset`]).
     fn reset(&self) {}

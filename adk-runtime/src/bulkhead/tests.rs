@@ -207,7 +207,7 @@ fn one_name_is_one_bulkhead_and_another_bound_is_reported() {
     let conflict = registry().conflicts().into_iter().find(|c| c.name == "test-shared-pool").expect("reported");
     assert_eq!(
         (conflict.kind, conflict.first.call_site, conflict.second.call_site),
-        ("bulkhead", "first.rs:1", "other.rs:2")
+        (crate::registry::Kind::BULKHEAD, "first.rs:1", "other.rs:2")
     );
     assert!(std::ptr::eq(&*registry().bulkhead("test-shared-pool").unwrap(), FIRST.bulkhead()));
 }

@@ -127,7 +127,7 @@ pub use backend::{Backend, BackendError, BoxFuture, Lease};
 pub use builder::CachePolicyBuilder;
 pub use named::CacheHandle;
 
-use crate::registry::{Declaration, registry};
+use crate::registry::{Declaration, Kind, Settings, registry};
 pub(crate) use named::NamedCache;
 pub use store::CacheKey;
 use store::{CacheValue, Role, Store, Waited};
@@ -151,12 +151,6 @@ pub struct CacheSettings {
     pub tti: Option<Duration>,
     /// Bound on the entries held (per key and value type).
     pub max_entries: u64,
-}
-
-impl CacheSettings {
-    fn describe(&self) -> String {
-        format!("ttl={:?}, tti={:?}, max_entries={}", self.ttl, self.tti, self.max_entries)
-    }
 }
 
 /// The cache of one function. Construct it in a `static` with [`CachePolicy::new`] and the `with_*` builders (all
@@ -373,8 +367,8 @@ impl CachePolicy {
     }
 
     /// What this policy declares about its shared cache (collected at start-up to find conflicting names).
-    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
-        ("cache", self.name(), Declaration { call_site: self.call_site, settings: self.settings.describe() })
+    pub fn declared(&self) -> (Kind, &'static str, Declaration) {
+        (Kind::CACHE, self.name(), Declaration { call_site: self.call_site, settings: Settings::new(self.settings) })
     }
 }
 

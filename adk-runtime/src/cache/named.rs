@@ -9,7 +9,20 @@ use prometheus::{IntCounter, IntGauge};
 
 use super::CacheSettings;
 use super::store::{CacheKey, CacheValue, ErasedStore, Store};
-use crate::metrics::{self, Refresh, families};
+use crate::metrics::{self, Refresh, family};
+
+family! {
+    /// `adk_cache_requests_total{cache,result}`
+    pub(crate) static REQUESTS_TOTAL: counter("adk_cache_requests_total", "Cache lookups by result.", ["cache", "result"]);
+}
+family! {
+    /// `adk_cache_entries{cache}`
+    pub(crate) static ENTRIES: gauge("adk_cache_entries", "Entries held by a cache.", ["cache"]);
+}
+family! {
+    /// `adk_cache_evictions_total{cache}`
+    pub(crate) static EVICTIONS_TOTAL: counter("adk_cache_evictions_total", "Entries evicted from a cache.", ["cache"]);
+}
 
 /// Metric handles of one cache name, resolved when the name is first declared.
 #[derive(Clone)]
@@ -22,12 +35,11 @@ pub(crate) struct CacheMetrics {
 
 impl CacheMetrics {
     pub(crate) fn new(name: &str) -> Self {
-        let families = families();
         CacheMetrics {
-            hits: families.cache_requests_total.with_label_values(&[name, "hit"]),
-            misses: families.cache_requests_total.with_label_values(&[name, "miss"]),
-            entries: families.cache_entries.with_label_values(&[name]),
-            evictions: families.cache_evictions_total.with_label_values(&[name]),
+            hits: REQUESTS_TOTAL.with(&[name, "hit"]),
+            misses: REQUESTS_TOTAL.with(&[name, "miss"]),
+            entries: ENTRIES.with(&[name]),
+            evictions: EVICTIONS_TOTAL.with(&[name]),
         }
     }
 }

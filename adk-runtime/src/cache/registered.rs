@@ -1,10 +1,15 @@
 //! Named caches in the registry, and the registry's view of them.
 
 use super::{CacheHandle, NamedCache};
-use crate::registry::{Instance, Registry};
+use crate::registry::{Instance, Kind, Registry};
+
+impl Kind {
+    /// Caches.
+    pub const CACHE: Kind = Kind::new("cache");
+}
 
 impl Instance for NamedCache {
-    const KIND: &'static str = "cache";
+    const KIND: Kind = Kind::CACHE;
 
     fn reset(&self) {
         NamedCache::invalidate_all(self);

@@ -8,22 +8,21 @@ use tokio::sync::watch;
 use tokio::time::{Instant, advance};
 
 use super::*;
-use crate::metrics::families;
 
 fn hits(cache: &str) -> u64 {
-    families().cache_requests_total.with_label_values(&[cache, "hit"]).get()
+    super::named::REQUESTS_TOTAL.with(&[cache, "hit"]).get()
 }
 
 fn misses(cache: &str) -> u64 {
-    families().cache_requests_total.with_label_values(&[cache, "miss"]).get()
+    super::named::REQUESTS_TOTAL.with(&[cache, "miss"]).get()
 }
 
 fn evictions(cache: &str) -> u64 {
-    families().cache_evictions_total.with_label_values(&[cache]).get()
+    super::named::EVICTIONS_TOTAL.with(&[cache]).get()
 }
 
 fn entries(cache: &str) -> i64 {
-    families().cache_entries.with_label_values(&[cache]).get()
+    super::named::ENTRIES.with(&[cache]).get()
 }
 
 /// Counts runs of a body and answers with the run number.
@@ -606,16 +605,16 @@ async fn memory_returns_after_expiry_through_unrelated_traffic() {
 
 #[test]
 fn a_dropped_store_takes_its_entries_out_of_the_gauge() {
-    let named = NamedCache::new("cache::tests::dropped", CachePolicy::new("f", "tests.rs:1").settings());
+    let named = NamedCache::new("cache::tests::dropped-store", CachePolicy::new("f", "tests.rs:1").settings());
     let store = named.store::<u32, u32>();
     store.insert(1, 1, store.epoch());
     store.insert(2, 2, store.epoch());
     crate::metrics::render();
-    assert_eq!(entries("cache::tests::dropped"), 2);
+    assert_eq!(entries("cache::tests::dropped-store"), 2);
     drop((store, named));
     // A gathering on another thread may hold the store a moment longer.
     for _ in 0..1_000_000 {
-        if entries("cache::tests::dropped") == 0 {
+        if entries("cache::tests::dropped-store") == 0 {
             return;
         }
         std::thread::yield_now();
@@ -690,7 +689,10 @@ async fn one_name_shared_by_functions_shares_entries_and_reports_other_settings(
     assert_eq!(SECOND.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
     assert_eq!(THIRD.get_or_run(1_u32, body.ok(), OkValues).await, Ok(1));
     let conflict = crate::registry().conflicts().into_iter().find(|c| c.name == "tests-shared").expect("reported");
-    assert_eq!((conflict.kind, conflict.first.call_site, conflict.second.call_site), ("cache", "a.rs:1", "c.rs:3"));
+    assert_eq!(
+        (conflict.kind, conflict.first.call_site, conflict.second.call_site),
+        (crate::registry::Kind::CACHE, "a.rs:1", "c.rs:3")
+    );
     assert_eq!(crate::registry().cache("tests-shared").unwrap().settings().max_entries, 10_000);
 }
 

@@ -18,6 +18,27 @@ use crate::error::Error;
 use crate::metrics::{self, Refresh};
 use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
+metrics::family! {
+    /// `adk_circuit_breaker_state{breaker}`: 0 closed, 1 open, 2 half-open.
+    static STATE: gauge("adk_circuit_breaker_state", "Breaker state: 0 closed, 1 open, 2 half-open.", ["breaker"]);
+}
+metrics::family! {
+    /// `adk_circuit_breaker_transitions_total{breaker,from,to}`
+    pub(crate) static TRANSITIONS_TOTAL: counter(
+        "adk_circuit_breaker_transitions_total",
+        "Breaker state transitions.",
+        ["breaker", "from", "to"]
+    );
+}
+metrics::family! {
+    /// `adk_circuit_breaker_calls_total{breaker,outcome}`
+    pub(crate) static CALLS_TOTAL: counter(
+        "adk_circuit_breaker_calls_total",
+        "Calls seen by a breaker by outcome.",
+        ["breaker", "outcome"]
+    );
+}
+
 /// A circuit breaker shared by every function that names it. Functions reach it through a
 /// [`CircuitBreakerPolicy`](super::CircuitBreakerPolicy); operators through
 /// [`registry().circuit_breaker(name)`](crate::Registry::circuit_breaker).
@@ -595,15 +616,11 @@ struct BreakerMetrics {
 
 impl BreakerMetrics {
     fn new(name: &str) -> Self {
-        let families = metrics::families();
-        let calls = |outcome: &str| families.circuit_breaker_calls_total.with_label_values(&[name, outcome]);
+        let calls = |outcome: &str| CALLS_TOTAL.with(&[name, outcome]);
         let states = [CircuitState::Closed, CircuitState::Open, CircuitState::HalfOpen];
-        let transitions = states.map(|from| {
-            states.map(|to| {
-                families.circuit_breaker_transitions_total.with_label_values(&[name, from.as_str(), to.as_str()])
-            })
-        });
-        let state = families.circuit_breaker_state.with_label_values(&[name]);
+        let transitions =
+            states.map(|from| states.map(|to| TRANSITIONS_TOTAL.with(&[name, from.as_str(), to.as_str()])));
+        let state = STATE.with(&[name]);
         state.set(CircuitState::Closed.gauge());
         BreakerMetrics {
             state,

@@ -43,7 +43,7 @@ fn tripped(name: &str, trials: u32) -> Arc<CircuitBreaker> {
 
 /// How many times `name` has moved from `from` to `to`, ever: models read it before and after to count their own.
 fn transitions(name: &str, from: &str, to: &str) -> u64 {
-    metrics::families().circuit_breaker_transitions_total.with_label_values(&[name, from, to]).get()
+    super::breaker::TRANSITIONS_TOTAL.with(&[name, from, to]).get()
 }
 
 fn check(model: impl Fn() + Sync + Send + 'static) {

@@ -39,7 +39,7 @@ pub use builder::CircuitBreakerBuilder;
 pub use config::{CircuitBreakerConfig, Window};
 
 use crate::error::{Classify, Error, ErrorClass};
-use crate::registry::{Declaration, registry};
+use crate::registry::{Declaration, Kind, Settings, registry};
 
 /// The state of a breaker.
 ///
@@ -191,9 +191,12 @@ impl CircuitBreakerPolicy {
     }
 
     /// What this policy declares about its shared breaker (collected at start-up to find conflicting names).
-    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
-        let settings = format!("{:?}", self.config);
-        ("circuit_breaker", self.name, Declaration { call_site: self.call_site, settings })
+    pub fn declared(&self) -> (Kind, &'static str, Declaration) {
+        (
+            Kind::CIRCUIT_BREAKER,
+            self.name,
+            Declaration { call_site: self.call_site, settings: Settings::new(self.config) },
+        )
     }
 
     /// Asks the shared breaker to make one call; see [`CircuitBreaker::acquire`].

@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use super::CircuitBreaker;
-use crate::registry::{Instance, Registry};
+use crate::registry::{Instance, Kind, Registry};
+
+impl Kind {
+    /// Circuit breakers.
+    pub const CIRCUIT_BREAKER: Kind = Kind::new("circuit_breaker");
+}
 
 impl Instance for CircuitBreaker {
-    const KIND: &'static str = "circuit_breaker";
+    const KIND: Kind = Kind::CIRCUIT_BREAKER;
 
     fn reset(&self) {
         CircuitBreaker::reset(self);

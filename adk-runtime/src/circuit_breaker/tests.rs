@@ -31,11 +31,11 @@ fn refusal(breaker: &CircuitBreaker) -> Duration {
 
 fn calls_counted(name: &str, outcome: &str) -> u64 {
     metrics::render();
-    metrics::families().circuit_breaker_calls_total.with_label_values(&[name, outcome]).get()
+    super::breaker::CALLS_TOTAL.with(&[name, outcome]).get()
 }
 
 fn transitions(name: &str, from: &str, to: &str) -> u64 {
-    metrics::families().circuit_breaker_transitions_total.with_label_values(&[name, from, to]).get()
+    super::breaker::TRANSITIONS_TOTAL.with(&[name, from, to]).get()
 }
 
 const TEN_CALLS_MIN_4: CircuitBreakerConfig =
@@ -336,7 +336,7 @@ fn one_name_is_one_breaker_and_other_settings_are_reported_with_both_call_sites(
     let conflicts: Vec<_> = registry().conflicts().into_iter().filter(|c| c.name == "test-shared").collect();
     assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     assert_eq!((conflicts[0].first.call_site, conflicts[0].second.call_site), ("first.rs:1", "other.rs:3"));
-    assert_eq!(conflicts[0].kind, "circuit_breaker");
+    assert_eq!(conflicts[0].kind, crate::registry::Kind::CIRCUIT_BREAKER);
     let from_registry = registry().circuit_breaker("test-shared").expect("registered");
     assert!(std::ptr::eq(&*from_registry, FIRST.breaker()));
     assert!(registry().circuit_breakers().iter().any(|b| b.name() == "test-shared"));
@@ -415,7 +415,7 @@ fn after_a_rebase_the_success_count_starts_from_zero() {
     succeed(&b); // counted in a stripe, not yet reported
     b.rebase();
     // What the reset of the metrics does to the series after the rebase.
-    metrics::families().circuit_breaker_calls_total.with_label_values(&["test-rebase", "success"]).reset();
+    super::breaker::CALLS_TOTAL.with(&["test-rebase", "success"]).reset();
     assert_eq!(calls_counted("test-rebase", "success"), 0, "successes from before the rebase are not reported again");
     succeed(&b);
     assert_eq!(calls_counted("test-rebase", "success"), 1);

@@ -284,7 +284,7 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_served_in_the_prometheus_text_format() {
-        crate::metrics::families().fallbacks_total.with_label_values(&["health::server::tests"]).inc();
+        crate::fallback::FALLBACKS_TOTAL.with(&["health::server::tests"]).inc();
         let server = HealthServer::bind("127.0.0.1:0", Health::new()).await.unwrap();
         let metrics = get(server.local_addr(), "/metrics").await;
         assert_eq!(metrics.status, 200);

@@ -55,7 +55,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::registry::{Declaration, registry};
+use crate::registry::{Declaration, Kind, Settings, registry};
 use algorithm::{Outcome, Patience};
 use telemetry::Decision;
 
@@ -162,8 +162,12 @@ impl RateLimitPolicy {
     }
 
     /// What this policy declares about its shared limiter (collected at start-up to find conflicting names).
-    pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
-        ("rate_limiter", self.name(), Declaration { call_site: self.call_site, settings: self.quota.to_string() })
+    pub fn declared(&self) -> (Kind, &'static str, Declaration) {
+        (
+            Kind::RATE_LIMITER,
+            self.name(),
+            Declaration { call_site: self.call_site, settings: Settings::new(self.quota) },
+        )
     }
 
     /// Runs `call` once admitted with cost 1 and no key; a refusal is answered with `refuse(error)`.

@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use super::RateLimiter;
-use crate::registry::{Instance, Registry};
+use crate::registry::{Instance, Kind, Registry};
+
+impl Kind {
+    /// Rate limiters.
+    pub const RATE_LIMITER: Kind = Kind::new("rate_limiter");
+}
 
 impl Instance for RateLimiter {
-    const KIND: &'static str = "rate_limiter";
+    const KIND: Kind = Kind::RATE_LIMITER;
 
     fn reset(&self) {
         RateLimiter::reset(self);

@@ -9,7 +9,17 @@ use std::sync::{Arc, Weak};
 
 use prometheus::{IntCounter, IntGauge};
 
-use crate::metrics::{self, Refresh, families};
+use crate::metrics::{self, Refresh, family};
+
+family! {
+    /// `adk_rate_limit_decisions_total{limiter,decision}`, `decision` one of `admitted`, `delayed`, `refused`. Limiters
+    /// count in per-thread stripes and fold them in here when the metrics are gathered.
+    static DECISIONS_TOTAL: counter("adk_rate_limit_decisions_total", "Rate limiter decisions.", ["limiter", "decision"]);
+}
+family! {
+    /// `adk_rate_limit_keys{limiter}`: keys whose state a limiter holds, read when the metrics are gathered.
+    static KEYS: gauge("adk_rate_limit_keys", "Keys whose state a rate limiter holds.", ["limiter"]);
+}
 
 const STRIPES: usize = 8;
 
@@ -55,12 +65,10 @@ pub(crate) struct Telemetry {
 impl Telemetry {
     /// Resolves the limiter's labelled series once.
     pub(crate) fn new(limiter: &str) -> Self {
-        let families = families();
         Telemetry {
             stripes: Default::default(),
-            decisions: Decision::ALL
-                .map(|decision| families.rate_limit_decisions_total.with_label_values(&[limiter, decision.label()])),
-            keys: families.rate_limit_keys.with_label_values(&[limiter]),
+            decisions: Decision::ALL.map(|decision| DECISIONS_TOTAL.with(&[limiter, decision.label()])),
+            keys: KEYS.with(&[limiter]),
             reported_keys: AtomicI64::new(0),
         }
     }

@@ -22,7 +22,16 @@ pub use builder::RetryPolicyBuilder;
 
 use crate::deadline;
 use crate::error::{Classify, ErrorClass};
-use crate::metrics::families;
+use crate::metrics::family;
+
+family! {
+    /// `adk_retry_attempts_total{function,outcome}`
+    static RETRY_ATTEMPTS_TOTAL: counter(
+        "adk_retry_attempts_total",
+        "Attempts made under a retry policy by outcome.",
+        ["function", "outcome"]
+    );
+}
 
 /// A retry policy. Construct it in a `static` with [`RetryPolicy::new`] and the `with_*` builders (all `const`).
 ///
@@ -288,7 +297,7 @@ impl Attempts<'_> {
     fn metrics(&self) -> &RetryMetrics {
         let function = self.policy.function;
         self.policy.metrics.get_or_init(|| {
-            let counter = |outcome| families().retry_attempts_total.with_label_values(&[function, outcome]);
+            let counter = |outcome| RETRY_ATTEMPTS_TOTAL.with(&[function, outcome]);
             RetryMetrics {
                 retried: counter("retried"),
                 recovered: counter("recovered"),
