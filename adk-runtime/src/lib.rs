@@ -14,6 +14,7 @@ pub mod health;
 mod json;
 pub mod metrics;
 pub mod observed;
+pub mod policy;
 pub mod rate_limit;
 pub mod registry;
 pub mod retry;

@@ -7,7 +7,7 @@ use crate::settings::{SettingsError, nanos};
 
 /// Settings of a [`CachePolicy`] made at run time (behind a tower `CacheLayer`, per test); the same parameters and
 /// defaults as `#[adk::cached]`, checked by the same rules in [`build`](Self::build). The cache is the registry's
-/// cache of that name, shared with the attributes naming it.
+/// cache of that name, shared with the attributes naming it, unless it is [`private`](Self::private).
 ///
 /// ```
 /// use std::time::Duration;
@@ -25,12 +25,13 @@ pub struct CachePolicyBuilder {
     ttl: Option<Duration>,
     tti: Option<Duration>,
     max_entries: Option<u64>,
+    private: bool,
 }
 
 impl CachePolicy {
     /// Starts the settings of the cache called `name`.
     pub fn builder(name: &'static str) -> CachePolicyBuilder {
-        CachePolicyBuilder { name, ttl: None, tti: None, max_entries: None }
+        CachePolicyBuilder { name, ttl: None, tti: None, max_entries: None, private: false }
     }
 }
 
@@ -53,10 +54,31 @@ impl CachePolicyBuilder {
         self
     }
 
+    /// A cache of its own, in no registry: one per tenant or per test, however many share the name. The name still
+    /// labels its metrics.
+    ///
+    /// ```
+    /// use adk_runtime::cache::CachePolicy;
+    ///
+    /// let tenant = |_: &str| CachePolicy::builder("doc-tenant-answers").private().build().unwrap();
+    /// let (acme, globex) = (tenant("acme"), tenant("globex"));
+    /// acme.insert("greeting", "hello from acme");
+    /// assert_eq!(acme.get::<_, &str>(&"greeting"), Some("hello from acme"));
+    /// assert_eq!(globex.get::<_, &str>(&"greeting"), None, "the two caches are apart");
+    /// assert!(adk_runtime::registry().cache("doc-tenant-answers").is_none());
+    /// ```
+    pub fn private(mut self) -> Self {
+        self.private = true;
+        self
+    }
+
     /// The policy, or the first setting it cannot work with.
     pub fn build(self) -> Result<CachePolicy, SettingsError> {
         let invalid = |invalid| SettingsError::new("cache", invalid);
         let mut policy = CachePolicy::new(self.name, self.name).with_name(self.name);
+        if self.private {
+            policy.private = Some(std::sync::OnceLock::new());
+        }
         if let Some(ttl) = self.ttl {
             adk_settings::expiry("ttl", nanos(ttl)).map_err(invalid)?;
             policy = policy.with_ttl(ttl);

@@ -180,6 +180,8 @@ pub struct CachePolicy {
     name: Option<&'static str>,
     settings: CacheSettings,
     resolved: OnceLock<Resolved>,
+    /// Set for a cache of its own, in no registry ([`CachePolicyBuilder::private`](builder::CachePolicyBuilder::private)).
+    private: Option<OnceLock<Arc<NamedCache>>>,
 }
 
 struct Resolved {
@@ -202,6 +204,7 @@ impl CachePolicy {
             name: None,
             settings: CacheSettings { ttl: None, tti: None, max_entries: Self::DEFAULT_MAX_ENTRIES },
             resolved: OnceLock::new(),
+            private: None,
         }
     }
 
@@ -360,6 +363,9 @@ impl CachePolicy {
     }
 
     fn declare(&self) -> Arc<NamedCache> {
+        if let Some(own) = &self.private {
+            return own.get_or_init(|| Arc::new(NamedCache::new(self.name(), self.settings))).clone();
+        }
         let (_, name, declaration) = self.declared();
         registry()
             .instances::<NamedCache>()
