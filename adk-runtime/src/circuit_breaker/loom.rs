@@ -22,7 +22,6 @@ use ::loom::sync::atomic::AtomicUsize;
 use ::loom::thread;
 
 use super::{CircuitBreaker, CircuitBreakerConfig, CircuitState, Window};
-use crate::metrics;
 
 /// Opens at the first failure, for zero seconds; `trials` trial calls when half-open.
 fn config(trials: u32) -> CircuitBreakerConfig {

@@ -7,6 +7,8 @@
 mod backoff;
 mod budget;
 mod builder;
+#[cfg(all(test, loom))]
+mod loom;
 
 use std::future::Future;
 use std::sync::OnceLock;
