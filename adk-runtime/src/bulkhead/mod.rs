@@ -14,9 +14,11 @@
 //! waiters or not: about 10 ns more per call than a bare counter (see `benches/README.md`).
 
 mod builder;
+mod keyed;
 mod registered;
 
 pub use builder::BulkheadBuilder;
+pub use keyed::{BulkheadKey, KeyHash, KeyedBulkhead, KeyedBulkheadBuilder, KeyedBulkheadPermit, KeyedBulkheadPolicy};
 
 use std::fmt;
 use std::future::Future;
