@@ -57,6 +57,12 @@ pub use adk_runtime::reqwest;
 #[doc(inline)]
 pub use adk_runtime as runtime;
 
+/// axum (0.8) integration (feature `axum`): `IntoResponse` for [`Error`], the per-client rate limit
+/// [`RateLimitByKey`](http::RateLimitByKey), and [`router()`](http::router), the `/metrics` and `/health/*` routes.
+#[cfg(feature = "axum")]
+#[doc(inline)]
+pub use adk_runtime::http;
+
 /// adk's policies as `tower` layers (feature `tower`).
 #[cfg(feature = "tower")]
 pub use adk_runtime::tower;

@@ -326,6 +326,24 @@ pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `max_elapsed`. The default name is the function's path (with the `Self` type on a method). Metrics:
 /// `adk_bulkhead_in_use{bulkhead}` (a gauge: slots held now, 0 to `max_concurrent`),
 /// `adk_bulkhead_rejections_total{bulkhead}`.
+///
+/// With `key = expr`, the bound applies to each key (each user, each tenant): at most `max_concurrent` calls of one
+/// key run at once, whatever the other keys do. The key is any `Hash` expression of the arguments, evaluated before
+/// the call and hashed at once (it is not held). A key takes memory only while it has calls running or waiting. The
+/// metrics are the same, summed over keys (a key is never a label); operators find it with
+/// `adk::registry().keyed_bulkhead(name)`.
+///
+/// ```
+/// # #[derive(Debug, thiserror::Error)]
+/// # enum AgentError { #[error(transparent)] Adk(#[from] adk::Error) }
+/// # pub struct User { id: u64 }
+/// #[adk::bulkhead(max_concurrent = 2, key = user.id)]
+/// async fn research(user: &User, topic: &str) -> Result<String, AgentError> {
+///     Ok(format!("notes on {topic} for {}", user.id))
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() { assert!(research(&User { id: 7 }, "tides").await.is_ok()); }
+/// ```
 #[proc_macro_attribute]
 pub fn bulkhead(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(Kind::Bulkhead, args.into(), item.into()).into()

@@ -11,6 +11,8 @@ pub mod deadline;
 pub mod error;
 pub mod fallback;
 pub mod health;
+#[cfg(feature = "axum")]
+pub mod http;
 mod json;
 pub mod metrics;
 pub mod observed;

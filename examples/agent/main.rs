@@ -141,14 +141,27 @@ struct Asked {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // In words, not as a Debug dump: "error: cannot listen on 127.0.0.1:9090: Address already in use ...".
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,adk_runtime::circuit_breaker=info".to_owned());
     let _telemetry = telemetry::init(&TelemetryConfig::default().with_format(LogFormat::Human).with_filter(filter))?;
     let config = Config::from_env();
 
     let simulator = match &config.base_url {
         Some(_) => None,
-        None => Some(Simulator::start(config.seed).await?),
+        None => {
+            Some(Simulator::start(config.seed).await.map_err(|e| format!("cannot start the simulated provider: {e}"))?)
+        }
     };
     let base_url =
         config.base_url.clone().or_else(|| simulator.as_ref().map(Simulator::base_url)).expect("one of both");
@@ -173,7 +186,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
             }
         }
     });
-    let server = HealthServer::bind(config.http_addr.as_str(), health.clone()).await?;
+    let server = HealthServer::bind(config.http_addr.as_str(), health.clone())
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
     let local = format!("http://{}", server.local_addr());
     println!("serving {local}/metrics and {local}/health/{{live,ready,startup}}");
     let agent = Arc::new(Assistant { client, model: config.model.clone(), cheaper_model: config.cheaper_model });

@@ -14,9 +14,14 @@
 //! waiters or not: about 10 ns more per call than a bare counter (see `benches/README.md`).
 
 mod builder;
+mod keyed;
 mod registered;
 
 pub use builder::BulkheadBuilder;
+pub use keyed::{
+    BulkheadKey, KeyHash, KeyedBulkhead, KeyedBulkheadBuilder, KeyedBulkheadPermit, KeyedBulkheadPolicy,
+    KeyedBulkheadSettings,
+};
 
 use std::fmt;
 use std::future::Future;
@@ -33,11 +38,11 @@ use crate::registry::{Declaration, Kind, Settings, registry};
 
 metrics::family! {
     /// `adk_bulkhead_in_use{bulkhead}`
-    static BULKHEAD_IN_USE: gauge("adk_bulkhead_in_use", "Bulkhead permits held now.", ["bulkhead"]);
+    pub(crate) static BULKHEAD_IN_USE: gauge("adk_bulkhead_in_use", "Bulkhead permits held now.", ["bulkhead"]);
 }
 metrics::family! {
     /// `adk_bulkhead_rejections_total{bulkhead}`
-    static BULKHEAD_REJECTIONS_TOTAL: counter(
+    pub(crate) static BULKHEAD_REJECTIONS_TOTAL: counter(
         "adk_bulkhead_rejections_total",
         "Calls refused by a full bulkhead.",
         ["bulkhead"]

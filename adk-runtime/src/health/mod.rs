@@ -36,6 +36,8 @@ use std::time::Duration;
 
 #[cfg(feature = "http")]
 pub use server::{HealthServer, serve};
+#[cfg(feature = "axum")]
+pub(crate) use server::{PATHS, respond};
 
 use crate::json;
 

@@ -119,9 +119,9 @@ pub async fn serve(listener: TcpListener, health: Health) {
         while connections.try_join_next().is_some() {}
         let health = health.clone();
         connections.spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: Request<Incoming>| {
                 let health = health.clone();
-                async move { Ok::<_, Infallible>(respond(&health, &request).await) }
+                async move { Ok::<_, Infallible>(respond(&health, request.method(), request.uri().path()).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -134,13 +134,15 @@ pub async fn serve(listener: TcpListener, health: Health) {
     }
 }
 
-async fn respond(health: &Health, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
-    let known = matches!(path, "/metrics" | "/health/live" | "/health/ready" | "/health/startup");
-    if !known {
+/// The paths served, for routers that mount them elsewhere (`adk::http::router()`).
+pub(crate) const PATHS: [&str; 4] = ["/metrics", "/health/live", "/health/ready", "/health/startup"];
+
+/// The answer to `method` on `path`: what the server and the axum router both send.
+pub(crate) async fn respond(health: &Health, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    if !PATHS.contains(&path) {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     }
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+    if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
