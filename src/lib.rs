@@ -57,6 +57,17 @@ pub use adk_runtime::reqwest;
 #[doc(inline)]
 pub use adk_runtime as runtime;
 
+/// Redis as a shared backend (feature `redis`): [`connect`](redis::connect) or [`configure`](redis::configure) the
+/// process's Redis; `#[rate_limited(..., backend = "redis")]` and [`RedisBackend`](runtime::rate_limit::RedisBackend)
+/// decide there.
+///
+/// ```no_run
+/// adk::redis::configure(adk::redis::RedisSettings::url("redis://127.0.0.1:6379").prefix("billing")).unwrap();
+/// ```
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use adk_runtime::redis;
+
 /// adk's policies as `tower` layers (feature `tower`).
 #[cfg(feature = "tower")]
 pub use adk_runtime::tower;

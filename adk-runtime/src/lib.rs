@@ -15,6 +15,8 @@ mod json;
 pub mod metrics;
 pub mod observed;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod registry;
 pub mod retry;
 mod settings;

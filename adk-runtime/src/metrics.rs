@@ -62,6 +62,12 @@ pub struct Families {
     pub timeouts_total: IntCounterVec,
     /// `adk_fallbacks_total{function}`
     pub fallbacks_total: IntCounterVec,
+    /// `adk_backend_requests_total{backend,op,outcome}`: requests to a shared backend (`backend` such as `redis`,
+    /// `op` such as `decide`), `outcome` one of `ok`, `error`, `timeout`, `skipped` (not sent: the backend's circuit
+    /// breaker is open).
+    pub backend_requests_total: IntCounterVec,
+    /// `adk_backend_up{backend}`: 1 while the backend answers, 0 since it last failed.
+    pub backend_up: IntGaugeVec,
     /// The call families of functions with constant labels, one set per distinct label set.
     labelled_calls: LabelledCalls,
     histogram_baselines: HistogramBaselines,
@@ -220,6 +226,16 @@ impl Families {
                 "Calls whose failure was handed to a fallback (counted once per call, whether or not the fallback then succeeded).",
                 &["function"],
             ),
+            backend_requests_total: counter(
+                "adk_backend_requests_total",
+                "Requests to a shared backend by operation and outcome.",
+                &["backend", "op", "outcome"],
+            ),
+            backend_up: gauge(
+                "adk_backend_up",
+                "1 while a shared backend answers, 0 since it last failed.",
+                &["backend"],
+            ),
             labelled_calls: LabelledCalls::default(),
             histogram_baselines: HistogramBaselines::default(),
             registry: Registry::new(),
@@ -249,6 +265,8 @@ impl Families {
                 Box::new(self.bulkhead_rejections_total.clone()),
                 Box::new(self.timeouts_total.clone()),
                 Box::new(self.fallbacks_total.clone()),
+                Box::new(self.backend_requests_total.clone()),
+                Box::new(self.backend_up.clone()),
                 Box::new(Rebased(self.labelled_calls.clone())),
             ],
         }
@@ -266,7 +284,7 @@ impl Families {
     }
 
     /// Every counter family, for [`reset`].
-    fn counters(&self) -> [&IntCounterVec; 10] {
+    fn counters(&self) -> [&IntCounterVec; 11] {
         [
             &self.calls_total,
             &self.rate_limit_decisions_total,
@@ -278,6 +296,7 @@ impl Families {
             &self.bulkhead_rejections_total,
             &self.timeouts_total,
             &self.fallbacks_total,
+            &self.backend_requests_total,
         ]
     }
 

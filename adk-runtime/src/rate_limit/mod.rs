@@ -43,6 +43,8 @@ pub(crate) mod conformance;
 mod limiter;
 mod memory;
 mod rate;
+#[cfg(feature = "redis")]
+mod redis;
 mod registered;
 mod store;
 mod telemetry;
@@ -59,6 +61,8 @@ use crate::registry::{Declaration, registry};
 use algorithm::{Outcome, Patience};
 use telemetry::Decision;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{OnBackendError, RedisBackend};
 pub use backend::{Backend, Denied, KeyHash, LimiterSpec, Start, Verdict};
 pub use builder::RateLimiterBuilder;
 pub use limiter::{RateLimiter, Snapshot};
