@@ -255,6 +255,22 @@ impl<B: Backend> RateLimiter<B> {
         }
     }
 
+    /// [`decide`](Self::decide) for a key already hashed by this limiter's backend.
+    pub(crate) async fn decide_hashed(
+        &self,
+        key: Option<KeyHash>,
+        cost: u64,
+        start: Start,
+    ) -> Result<Verdict, B::Error> {
+        let verdict = self.backend.decide(&self.spec, key, cost, start).await?;
+        self.telemetry.record(match verdict {
+            Verdict::Admit { wait } if wait.is_zero() => Decision::Admitted,
+            Verdict::Admit { .. } => Decision::Delayed,
+            Verdict::Denied(_) => Decision::Refused,
+        });
+        Ok(verdict)
+    }
+
     pub(crate) fn telemetry(&self) -> &Telemetry {
         &self.telemetry
     }

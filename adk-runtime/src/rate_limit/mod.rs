@@ -122,6 +122,8 @@ pub struct RateLimitPolicy {
     quota: Quota,
     on_limit: OnLimit,
     limiter: OnceLock<Arc<RateLimiter>>,
+    #[cfg(feature = "redis")]
+    remote: self::redis::RemotePolicy,
 }
 
 impl RateLimitPolicy {
@@ -131,7 +133,16 @@ impl RateLimitPolicy {
     /// The rate limit of `function` (its path, used as the limiter's name unless [`with_name`](Self::with_name) is
     /// given), declared at `call_site` (`file:line`), enforcing `quota`; refusing when over.
     pub const fn new(function: &'static str, call_site: &'static str, quota: Quota) -> Self {
-        RateLimitPolicy { function, call_site, name: None, quota, on_limit: OnLimit::Reject, limiter: OnceLock::new() }
+        RateLimitPolicy {
+            function,
+            call_site,
+            name: None,
+            quota,
+            on_limit: OnLimit::Reject,
+            limiter: OnceLock::new(),
+            #[cfg(feature = "redis")]
+            remote: self::redis::RemotePolicy::NONE,
+        }
     }
 
     /// Shares the limiter called `name` with every function naming it. The quota must agree; a differing one is
@@ -145,6 +156,23 @@ impl RateLimitPolicy {
     /// limiter's.
     pub const fn with_on_limit(mut self, on_limit: OnLimit) -> Self {
         self.on_limit = on_limit;
+        self
+    }
+
+    /// Keeps the limiter's state in Redis ([`RedisBackend`] over [`crate::redis::connection`]): every process
+    /// sharing the Redis spends one quota. `on_backend_error` and `fleet_size` say what a call does when Redis
+    /// cannot answer (see [`RedisBackend`]); a `fleet_size` of 0 counts as 1.
+    ///
+    /// ```no_run
+    /// use adk_runtime::rate_limit::{OnBackendError, Quota, RateLimitPolicy};
+    ///
+    /// static LIMIT: RateLimitPolicy = RateLimitPolicy::new("doc::f", "src/lib.rs:1", Quota::per_minute(3_500))
+    ///     .with_name("openai")
+    ///     .with_redis(OnBackendError::Local, 4);
+    /// ```
+    #[cfg(feature = "redis")]
+    pub const fn with_redis(mut self, on_backend_error: OnBackendError, fleet_size: u32) -> Self {
+        self.remote.redis = Some((on_backend_error, fleet_size));
         self
     }
 
@@ -167,6 +195,13 @@ impl RateLimitPolicy {
 
     /// What this policy declares about its shared limiter (collected at start-up to find conflicting names).
     pub fn declared(&self) -> (&'static str, &'static str, Declaration) {
+        #[cfg(feature = "redis")]
+        if self.remote.is_set() {
+            let (on_error, fleet_size) = self.remote.redis.unwrap_or_default();
+            let settings =
+                format!("{} backend redis on_backend_error {on_error:?} fleet_size {fleet_size}", self.quota);
+            return ("rate_limiter", self.name(), Declaration { call_site: self.call_site, settings });
+        }
         ("rate_limiter", self.name(), Declaration { call_site: self.call_site, settings: self.quota.to_string() })
     }
 
@@ -186,6 +221,32 @@ impl RateLimitPolicy {
     /// gives back whatever it reserved.
     #[inline]
     pub fn run_with<'p, K, C, F, R, G>(
+        &'p self,
+        key: Option<&K>,
+        cost: C,
+        call: F,
+        refuse: G,
+    ) -> impl Future<Output = R> + use<'p, K, C, F, R, G>
+    where
+        K: Hash + ?Sized,
+        C: Cost,
+        F: Future<Output = R>,
+        G: FnOnce(Error) -> R,
+    {
+        #[cfg(feature = "redis")]
+        {
+            if self.remote.is_set() {
+                return self::redis::Run::Remote { future: self.run_remote(key, cost.units(), call, refuse) };
+            }
+            self::redis::Run::Memory { future: self.run_memory(key, cost, call, refuse) }
+        }
+        #[cfg(not(feature = "redis"))]
+        self.run_memory(key, cost, call, refuse)
+    }
+
+    /// The in-memory path: decisions on this process's cells, without a future between the policy and them.
+    #[inline]
+    fn run_memory<'p, K, C, F, R, G>(
         &'p self,
         key: Option<&K>,
         cost: C,

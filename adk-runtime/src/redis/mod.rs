@@ -173,6 +173,9 @@ pub enum RedisError {
     /// No answer within the command timeout.
     #[error("Redis did not answer within {0:?}")]
     CommandTimeout(Duration),
+    /// The process's Redis settings could not be used (see [`connection`]); nothing can be sent.
+    #[error("no usable Redis: {0}")]
+    Unusable(#[source] Arc<RedisError>),
     /// Redis or the connection to it answered with an error.
     #[error("Redis failed: {0}")]
     Redis(#[from] ::redis::RedisError),
@@ -202,6 +205,7 @@ struct Inner {
 enum Client {
     Single(::redis::Client),
     Cluster(Box<ClusterClient>),
+    Unusable(Arc<RedisError>),
 }
 
 /// A live connection: a standalone server's (reconnecting by itself) or a cluster's (following its slots).
@@ -275,6 +279,15 @@ impl RedisConnection {
             breaker,
             up: AtomicBool::new(false),
         })))
+    }
+
+    /// A connection that never connects, for settings that could not be used: every request fails at once with
+    /// [`RedisError::Unusable`], so backends over it decide as when Redis is down.
+    pub(crate) fn unusable(error: RedisError) -> Self {
+        let connection =
+            RedisConnection::new(RedisSettings::url(RedisSettings::DEFAULT_URL)).expect("the default URL is valid");
+        let inner = Arc::into_inner(connection.0).expect("just made");
+        RedisConnection(Arc::new(Inner { client: Client::Unusable(Arc::new(error)), ..inner }))
     }
 
     /// What it was made with.
@@ -368,6 +381,7 @@ impl RedisConnection {
                     .set_max_delay(Duration::from_millis(200));
                 Connection::Single(ConnectionManager::new_lazy_with_config(client.clone(), config)?)
             }
+            Client::Unusable(error) => return Err(RedisError::Unusable(error.clone())),
             Client::Cluster(client) => match tokio::time::timeout(timeout, client.get_async_connection()).await {
                 Ok(connection) => Connection::Cluster(connection?),
                 Err(_) => return Err(RedisError::ConnectTimeout(timeout)),

@@ -1,9 +1,12 @@
 //! The Redis backend: a limiter's state in Redis, shared by every process of a fleet, decided by a server-side script
 //! that mirrors `algorithm.rs`; and what a decision does when Redis cannot be reached.
 
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
-use std::sync::{LazyLock, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ::redis::Script;
@@ -13,8 +16,11 @@ use super::algorithm::Patience;
 use super::backend::{Backend, Denied, KeyHash, LimiterSpec, Start, Verdict};
 use super::memory::MemoryBackend;
 use super::rate::{Quota, Rate, Strategy};
+use super::{OnLimit, RateLimitPolicy, RateLimiter};
 use crate::error::Error;
 use crate::redis::{RedisConnection, RedisError};
+use crate::registry::{Instance, registry};
+use tokio::time::Instant;
 
 static DECIDE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("decide.lua")));
 static REFUND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("refund.lua")));
@@ -355,6 +361,148 @@ impl std::fmt::Debug for RedisBackend {
             .field("on_backend_error", &self.on_error)
             .field("fleet_size", &self.fleet_size)
             .finish_non_exhaustive()
+    }
+}
+
+/// A policy's choice of backend, fixed at compile time: none (memory) or Redis with its failure handling.
+#[derive(Debug)]
+pub(crate) struct RemotePolicy {
+    pub(crate) redis: Option<(OnBackendError, u32)>,
+    limiter: OnceLock<Arc<RateLimiter<RedisBackend>>>,
+}
+
+impl RemotePolicy {
+    pub(crate) const NONE: RemotePolicy = RemotePolicy { redis: None, limiter: OnceLock::new() };
+
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        self.redis.is_some()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A policy's call on either path: the memory path's future untouched, or the Redis path's.
+    #[project = RunProjection]
+    pub(crate) enum Run<M, R> {
+        Memory { #[pin] future: M },
+        Remote { #[pin] future: R },
+    }
+}
+
+impl<M: Future, R: Future<Output = M::Output>> Future for Run<M, R> {
+    type Output = M::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
+        match self.project() {
+            RunProjection::Memory { future } => future.poll(cx),
+            RunProjection::Remote { future } => future.poll(cx),
+        }
+    }
+}
+
+impl RateLimitPolicy {
+    /// The policy's Redis-backed limiter, shared by name through the registry, made on first use over the process's
+    /// Redis. Without a usable Redis (an `ADK_REDIS_URL` that is not a Redis URL) it decides as when Redis is down.
+    fn remote_limiter(&self) -> &Arc<RateLimiter<RedisBackend>> {
+        self.remote.limiter.get_or_init(|| {
+            let (_, name, declaration) = self.declared();
+            let (on_error, fleet_size) = self.remote.redis.unwrap_or_default();
+            registry().instances::<RateLimiter<RedisBackend>>().declare(name, declaration, || {
+                let connection = crate::redis::connection().unwrap_or_else(|error| {
+                    tracing::error!(limiter = name, %error, "no usable Redis: deciding as when Redis is down");
+                    RedisConnection::unusable(error)
+                });
+                let backend = RedisBackend::new(connection)
+                    .on_backend_error(on_error)
+                    .fleet_size(NonZeroU32::new(fleet_size).unwrap_or(NonZeroU32::MIN));
+                RateLimiter::with_backend(name, self.quota, backend)
+            })
+        })
+    }
+
+    /// The Redis path of [`run_with`](Self::run_with): one round trip per decision, the same waiting rules.
+    pub(crate) fn run_remote<'p, K, F, R, G>(
+        &'p self,
+        key: Option<&K>,
+        cost: u64,
+        call: F,
+        refuse: G,
+    ) -> impl Future<Output = R> + use<'p, K, F, R, G>
+    where
+        K: Hash + ?Sized,
+        F: Future<Output = R>,
+        G: FnOnce(Error) -> R,
+    {
+        let limiter = self.remote_limiter();
+        let key = key.map(|key| limiter.backend().hash_key(key));
+        let max_wait = match self.on_limit {
+            OnLimit::Reject => None,
+            OnLimit::Wait { max_wait } => Some(max_wait),
+        };
+        let windows = self.quota.strategy().uses_windows();
+        async move {
+            let deadline = max_wait.map(|max_wait| crate::deadline::nearest(Instant::now() + max_wait));
+            loop {
+                let patience =
+                    deadline.map_or(Duration::ZERO, |deadline| deadline.saturating_duration_since(Instant::now()));
+                match limiter.decide_hashed(key, cost, Start::Within(patience)).await {
+                    Ok(Verdict::Admit { wait }) if wait.is_zero() => return call.await,
+                    Ok(Verdict::Admit { wait }) => {
+                        let reservation = RemoteReservation { limiter: Some(limiter.clone()), key, cost };
+                        tokio::time::sleep(wait).await;
+                        reservation.keep();
+                        return call.await;
+                    }
+                    Ok(Verdict::Denied(Denied::Limited { retry_after, .. }))
+                        if windows && deadline.is_some_and(|deadline| Instant::now() + retry_after <= deadline) =>
+                    {
+                        tokio::time::sleep(retry_after).await;
+                    }
+                    Ok(Verdict::Denied(denied)) => return refuse(denied.into_error(limiter.name())),
+                    Err(unavailable) => return refuse(unavailable),
+                }
+            }
+        }
+    }
+}
+
+/// A turn reserved in Redis for a call still waiting: given back, by a task of its own, if the wait is abandoned.
+struct RemoteReservation {
+    limiter: Option<Arc<RateLimiter<RedisBackend>>>,
+    key: Option<KeyHash>,
+    cost: u64,
+}
+
+impl RemoteReservation {
+    fn keep(mut self) {
+        self.limiter = None;
+    }
+}
+
+impl Drop for RemoteReservation {
+    fn drop(&mut self) {
+        let (Some(limiter), Ok(runtime)) = (self.limiter.take(), tokio::runtime::Handle::try_current()) else { return };
+        let (key, cost) = (self.key, self.cost);
+        runtime.spawn(async move {
+            let _ = limiter.backend().refund(limiter.spec(), key, cost).await;
+        });
+    }
+}
+
+/// Redis-backed limiters in the registry: their own table, apart from the in-memory ones of the same kind.
+impl Instance for RateLimiter<RedisBackend> {
+    const KIND: &'static str = "rate_limiter";
+
+    /// Forgets the local fallback's state at once and, where a runtime runs, the Redis state by a task.
+    fn reset(&self) {
+        self.backend().local.clear();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (connection, spec) = (self.backend().connection.clone(), self.spec().clone());
+        runtime.spawn(async move {
+            let backend = RedisBackend::new(connection);
+            let _ = backend.reset(&spec).await;
+        });
     }
 }
 
