@@ -110,7 +110,7 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "`backend = \"redis\"` needs the `redis` feature of `adk`",
         label = "this limiter keeps its state in Redis",
-        note = "turn it on in Cargo.toml: adk = { version = \"...\", features = [\"redis\"] }"
+        note = "turn it on in Cargo.toml: adk = {{ version = \"...\", features = [\"redis\"] }}"
     )]
     pub trait RedisFeature {}
 

@@ -141,7 +141,7 @@ impl RateLimitPolicy {
             on_limit: OnLimit::Reject,
             limiter: OnceLock::new(),
             #[cfg(feature = "redis")]
-            remote: self::redis::RemotePolicy::NONE,
+            remote: self::redis::RemotePolicy::none(),
         }
     }
 

@@ -372,7 +372,9 @@ pub(crate) struct RemotePolicy {
 }
 
 impl RemotePolicy {
-    pub(crate) const NONE: RemotePolicy = RemotePolicy { redis: None, limiter: OnceLock::new() };
+    pub(crate) const fn none() -> Self {
+        RemotePolicy { redis: None, limiter: OnceLock::new() }
+    }
 
     #[inline]
     pub(crate) fn is_set(&self) -> bool {
