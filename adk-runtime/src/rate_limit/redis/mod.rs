@@ -91,12 +91,13 @@ impl std::str::FromStr for OnBackendError {
 /// over a [`RedisConnection`] that any number of backends share.
 ///
 /// ```no_run
+/// use std::num::NonZeroU32;
 /// use adk_runtime::rate_limit::{OnBackendError, Quota, RateLimiter, RedisBackend, Start};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let backend = RedisBackend::new(adk_runtime::redis::connection()?)
 ///     .on_backend_error(OnBackendError::Local)
-///     .fleet_size(4);
+///     .fleet_size(NonZeroU32::new(4).unwrap());
 /// let limiter = RateLimiter::with_backend("openai", Quota::per_minute(3_500), backend);
 /// let verdict = limiter.decide(Some("alice"), 1, Start::Immediately).await?;
 /// println!("admitted: {}", verdict.is_admitted());
