@@ -56,6 +56,8 @@ async fn while_away(limiter: &RateLimiter<RedisBackend>) -> Vec<Result<Verdict, 
     assert!(fast > verdicts.len() / 2, "the open breaker answers at once ({fast} of {} calls fast)", verdicts.len());
     assert!(skipped() > skipped_before, "requests were skipped while the breaker was open");
     assert!(!limiter.backend().connection().is_up());
+    let ready = adk_runtime::health::global().readiness().await.to_json();
+    assert!(ready.contains(r#""name":"backend:redis","status":"degraded""#), "{ready}");
     verdicts
 }
 

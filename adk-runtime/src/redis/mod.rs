@@ -10,8 +10,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Once, RwLock, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -20,6 +20,7 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::circuit_breaker::{CircuitBreaker, Window};
+use crate::health::{CheckReport, CheckResult};
 use crate::metrics::families;
 
 /// Where Redis is, how long adk waits for it, and how adk names and hashes what it writes there.
@@ -199,7 +200,27 @@ struct Inner {
     connected: RwLock<Option<Connection>>,
     connecting: tokio::sync::Mutex<()>,
     breaker: Arc<CircuitBreaker>,
-    up: AtomicBool,
+    /// [`UNKNOWN`] until the first request, then [`UP`] or [`DOWN`] as the last one went.
+    state: AtomicU8,
+}
+
+const UNKNOWN: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// Every live connection, for readiness.
+static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
+/// Readiness is `degraded` while a connection's last request failed: decisions are taken by the fallback.
+fn readiness() -> Vec<CheckReport> {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    live.retain(|inner| inner.strong_count() > 0);
+    let down = live.iter().filter_map(Weak::upgrade).any(|inner| inner.state.load(Ordering::Relaxed) == DOWN);
+    if !down {
+        return Vec::new();
+    }
+    let reason = "Redis does not answer: decisions follow on_backend_error";
+    vec![CheckReport::new(format!("backend:{BACKEND}"), CheckResult::degraded(reason))]
 }
 
 enum Client {
@@ -271,14 +292,18 @@ impl RedisConnection {
             .build()
             .expect("the backend breaker's settings are valid");
         families().backend_up.with_label_values(&[BACKEND]).set(0);
-        Ok(RedisConnection(Arc::new(Inner {
+        let inner = Arc::new(Inner {
             settings,
             client,
             connected: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
             breaker,
-            up: AtomicBool::new(false),
-        })))
+            state: AtomicU8::new(UNKNOWN),
+        });
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&inner));
+        static READINESS: Once = Once::new();
+        READINESS.call_once(|| crate::health::global().add_source(readiness));
+        Ok(RedisConnection(inner))
     }
 
     /// A connection that never connects, for settings that could not be used: every request fails at once with
@@ -286,8 +311,16 @@ impl RedisConnection {
     pub(crate) fn unusable(error: RedisError) -> Self {
         let connection =
             RedisConnection::new(RedisSettings::url(RedisSettings::DEFAULT_URL)).expect("the default URL is valid");
-        let inner = Arc::into_inner(connection.0).expect("just made");
-        RedisConnection(Arc::new(Inner { client: Client::Unusable(Arc::new(error)), ..inner }))
+        let inner = Arc::new(Inner {
+            client: Client::Unusable(Arc::new(error)),
+            settings: connection.0.settings.clone(),
+            connected: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            breaker: connection.0.breaker.clone(),
+            state: AtomicU8::new(UNKNOWN),
+        });
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&inner));
+        RedisConnection(inner)
     }
 
     /// What it was made with.
@@ -301,9 +334,10 @@ impl RedisConnection {
         &self.0.breaker
     }
 
-    /// Whether the last request Redis was asked got its answer.
+    /// Whether the last request Redis was asked got its answer (false before the first). While it did not,
+    /// readiness (`adk_runtime::health`) reports `backend:redis` as `degraded`.
     pub fn is_up(&self) -> bool {
-        self.0.up.load(Ordering::Relaxed)
+        self.0.state.load(Ordering::Relaxed) == UP
     }
 
     /// Runs one request `op` (a metric label such as `decide`) through the breaker, within the timeouts.
@@ -352,7 +386,8 @@ impl RedisConnection {
 
     /// Logs a change between reachable and not, once per change.
     fn mark(&self, up: bool, error: Option<&RedisError>) {
-        if self.0.up.swap(up, Ordering::Relaxed) != up {
+        let state = if up { UP } else { DOWN };
+        if self.0.state.swap(state, Ordering::Relaxed) != state {
             families().backend_up.with_label_values(&[BACKEND]).set(i64::from(up));
             match error {
                 None => tracing::info!(backend = BACKEND, "Redis answers again"),
