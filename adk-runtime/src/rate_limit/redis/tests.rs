@@ -6,8 +6,7 @@ use super::*;
 use crate::rate_limit::conformance;
 use crate::redis::RedisSettings;
 
-#[path = "../../../tests/support/redis_server.rs"]
-mod redis_server;
+use crate::redis_server;
 use redis_server::{RedisCluster, RedisServer};
 
 /// A fresh prefix per backend, so that each starts with every key unseen.
