@@ -63,6 +63,17 @@ pub use adk_runtime as runtime;
 #[doc(inline)]
 pub use adk_runtime::http;
 
+/// Redis as a shared backend (feature `redis`): [`connect`](redis::connect) or [`configure`](redis::configure) the
+/// process's Redis; `#[rate_limited(..., backend = "redis")]` and [`RedisBackend`](runtime::rate_limit::RedisBackend)
+/// decide there.
+///
+/// ```no_run
+/// adk::redis::configure(adk::redis::RedisSettings::url("redis://127.0.0.1:6379").prefix("billing")).unwrap();
+/// ```
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use adk_runtime::redis;
+
 /// adk's policies as `tower` layers (feature `tower`).
 #[cfg(feature = "tower")]
 pub use adk_runtime::tower;
@@ -84,4 +95,38 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use adk_runtime::macro_support::*;
+
+    /// `backend = "redis"` of `#[rate_limited]`: `on_backend_error` is 0 local, 1 allow, 2 deny.
+    #[cfg(feature = "redis")]
+    pub const fn rate_limit_redis<T>(
+        policy: rate_limit::RateLimitPolicy,
+        on_backend_error: u8,
+        fleet_size: u32,
+    ) -> rate_limit::RateLimitPolicy {
+        let on_backend_error = match on_backend_error {
+            1 => rate_limit::OnBackendError::Allow,
+            2 => rate_limit::OnBackendError::Deny,
+            _ => rate_limit::OnBackendError::Local,
+        };
+        policy.with_redis(on_backend_error, fleet_size)
+    }
+
+    /// Holds only where the `redis` feature of `adk` is on.
+    #[cfg(not(feature = "redis"))]
+    #[diagnostic::on_unimplemented(
+        message = "`backend = \"redis\"` needs the `redis` feature of `adk`",
+        label = "this limiter keeps its state in Redis",
+        note = "turn it on in Cargo.toml: adk = {{ version = \"...\", features = [\"redis\"] }}"
+    )]
+    pub trait RedisFeature {}
+
+    /// Without the `redis` feature, the bound names the feature in the compile error.
+    #[cfg(not(feature = "redis"))]
+    pub const fn rate_limit_redis<T: RedisFeature>(
+        policy: rate_limit::RateLimitPolicy,
+        _on_backend_error: u8,
+        _fleet_size: u32,
+    ) -> rate_limit::RateLimitPolicy {
+        policy
+    }
 }

@@ -385,6 +385,13 @@ pub fn bulkhead(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `strategy = "gcra" \| "token_bucket" \| "leaky_bucket" \| "fixed_window" \| "sliding_window"` | the algorithm | gcra |
 /// | `cost = expr` | units the call spends (tokens, cents): an integer expression of the arguments | 1 |
 /// | `on_limit = "reject" \| "wait"`, `max_wait = "2s"` | refuse at once, or wait to be admitted up to `max_wait` | reject; 30s |
+/// | `backend = "memory" \| "redis"` | where the state lives: this process, or Redis shared by a fleet (feature `redis`) | memory |
+/// | `on_backend_error = "local" \| "allow" \| "deny"` | with `backend = "redis"`, when Redis cannot answer: decide locally on the fleet's share, admit, or refuse with `adk::Error::BackendUnavailable` | local |
+/// | `fleet_size = N` | with `backend = "redis"`, the processes sharing the quota: a local decision allows each 1/N of it | 1 |
+///
+/// With `backend = "redis"` the limiter decides in the process's Redis (`adk::redis::connect`/`configure`, else
+/// `ADK_REDIS_URL`, else `redis://127.0.0.1:6379`), one script run per decision on the server's clock, with the same
+/// answers as in memory; see `adk::runtime::rate_limit::RedisBackend`.
 ///
 /// A refusal is `adk::Error::RateLimited { retry_after, limit, remaining, reset, .. }`, with `retry_after` the exact
 /// time until the call would be admitted; a `cost` larger than the burst can never be admitted and is refused with the

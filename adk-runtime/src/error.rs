@@ -98,6 +98,16 @@ pub enum Error {
         /// The bulkhead's bound.
         max_concurrent: usize,
     },
+    /// A policy whose state lives in a shared backend (Redis) could not reach it, and is set to refuse rather than
+    /// decide locally (`on_backend_error = "deny"`). Transient: the backend may be back soon.
+    #[error("`{name}` refused the call: its {backend} backend is unavailable")]
+    #[non_exhaustive]
+    BackendUnavailable {
+        /// The policy's name (a rate limiter's, a cache's).
+        name: String,
+        /// The backend, such as `redis`.
+        backend: String,
+    },
 }
 
 /// `": 2 of 10 left"`, or nothing when the limit is unknown (a remote 429 that did not say).
@@ -140,6 +150,19 @@ impl Error {
     /// A [`Error::CircuitOpen`] refusal.
     pub fn circuit_open(name: impl Into<String>, retry_after: Duration) -> Self {
         Error::CircuitOpen { name: name.into(), retry_after }
+    }
+
+    /// A [`Error::BackendUnavailable`] refusal.
+    ///
+    /// ```
+    /// use adk_runtime::{Classify, ErrorClass};
+    ///
+    /// let e = adk_runtime::Error::backend_unavailable("openai", "redis");
+    /// assert_eq!(e.class(), ErrorClass::Transient);
+    /// assert_eq!(e.to_string(), "`openai` refused the call: its redis backend is unavailable");
+    /// ```
+    pub fn backend_unavailable(name: impl Into<String>, backend: impl Into<String>) -> Self {
+        Error::BackendUnavailable { name: name.into(), backend: backend.into() }
     }
 
     /// A [`Error::BulkheadFull`] refusal.
@@ -228,14 +251,18 @@ impl Classify for Error {
             Error::RateLimited { .. }
             | Error::CircuitOpen { .. }
             | Error::Timeout { .. }
-            | Error::BulkheadFull { .. } => ErrorClass::Transient,
+            | Error::BulkheadFull { .. }
+            | Error::BackendUnavailable { .. } => ErrorClass::Transient,
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } | Error::CircuitOpen { retry_after, .. } => Some(*retry_after),
-            Error::CostAboveLimit { .. } | Error::Timeout { .. } | Error::BulkheadFull { .. } => None,
+            Error::CostAboveLimit { .. }
+            | Error::Timeout { .. }
+            | Error::BulkheadFull { .. }
+            | Error::BackendUnavailable { .. } => None,
         }
     }
 }

@@ -18,6 +18,12 @@ pub mod metrics;
 pub mod observed;
 pub mod policy;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+pub mod redis;
+/// Redis servers the unit tests start for themselves (shared with the integration tests in `tests/`).
+#[cfg(all(test, feature = "redis"))]
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
 pub mod registry;
 pub mod retry;
 mod settings;

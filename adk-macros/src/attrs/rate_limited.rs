@@ -9,8 +9,25 @@ use crate::attrs::{Attribute, Kind, Needs, require_async, require_result};
 use crate::expand::{Cx, Declare};
 use crate::sig::FnInfo;
 
-pub const PARAMS: &[&str] =
-    &["rps", "rpm", "rph", "rpd", "rate", "burst", "key", "name", "strategy", "cost", "on_limit", "max_wait"];
+pub const PARAMS: &[&str] = &[
+    "rps",
+    "rpm",
+    "rph",
+    "rpd",
+    "rate",
+    "burst",
+    "key",
+    "name",
+    "strategy",
+    "cost",
+    "on_limit",
+    "max_wait",
+    "backend",
+    "on_backend_error",
+    "fleet_size",
+];
+const BACKENDS: &[&str] = &["memory", "redis"];
+const ON_BACKEND_ERROR: &[&str] = &["local", "allow", "deny"];
 const STRATEGIES: &[&str] = &["gcra", "token_bucket", "leaky_bucket", "fixed_window", "sliding_window"];
 const ON_LIMIT: &[&str] = &["reject", "wait"];
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -25,6 +42,8 @@ pub struct RateLimited {
     strategy: Option<String>,
     cost: Option<syn::Expr>,
     max_wait: Option<Option<u64>>,
+    /// `Some((on_backend_error, fleet_size))` for `backend = "redis"`.
+    redis: Option<(u8, u32)>,
 }
 
 /// `"90000/min"`, `"10/s"`, `"5/30s"` -> (count, period in nanoseconds).
@@ -59,6 +78,9 @@ impl RateLimited {
         let mut cost = Slot::default();
         let mut on_limit = Slot::default();
         let mut max_wait = Slot::default();
+        let mut backend = Slot::default();
+        let mut on_backend_error = Slot::default();
+        let mut fleet_size = Slot::default();
         for item in args::key_values(args, attr, PARAMS) {
             let Some((k, value)) = errors.ok(item) else { continue };
             let name_of_key = k.to_string();
@@ -116,6 +138,27 @@ impl RateLimited {
                     let d = errors.ok(args::duration(&value, "`max_wait`", BareInteger::Rejected));
                     max_wait.set_once(&k, d, attr, errors);
                 }
+                "backend" => {
+                    let s = errors
+                        .ok(args::lit_str(&value, "`backend`")
+                            .and_then(|s| args::one_of(&s, BACKENDS, "backend", &value)));
+                    backend.set_once(&k, s, attr, errors);
+                }
+                "on_backend_error" => {
+                    let s = errors.ok(args::lit_str(&value, "`on_backend_error`")
+                        .and_then(|s| args::one_of(&s, ON_BACKEND_ERROR, "on_backend_error", &value)));
+                    on_backend_error.set_once(&k, s, attr, errors);
+                }
+                "fleet_size" => {
+                    let n = errors.ok(args::lit_u64(&value, "`fleet_size`").and_then(|n| match u32::try_from(n) {
+                        Ok(n) if n >= 1 => Ok(n),
+                        _ => Err(syn::Error::new_spanned(
+                            &value,
+                            "`fleet_size` counts the processes sharing the quota: from 1 to 4294967295",
+                        )),
+                    }));
+                    fleet_size.set_once(&k, n, attr, errors);
+                }
                 _ => errors.push(args::unknown_key(&k, attr, PARAMS)),
             }
         }
@@ -135,8 +178,20 @@ impl RateLimited {
                 format!("`burst` does not apply to strategy = {s:?}: a window admits the whole rate at once"),
             );
         }
+        let redis = backend.get().is_some_and(|b: &String| b == "redis");
+        for span in [on_backend_error.span(), fleet_size.span()].into_iter().flatten() {
+            if !redis {
+                errors.at(span, "`on_backend_error` and `fleet_size` apply to `backend = \"redis\"`: a limiter in memory cannot lose its backend");
+            }
+        }
+        let on_backend_error = match on_backend_error.take().as_deref() {
+            Some("allow") => 1,
+            Some("deny") => 2,
+            _ => 0,
+        };
         RateLimited {
             span,
+            redis: redis.then(|| (on_backend_error, fleet_size.take().unwrap_or(1))),
             rate: rate.take().unwrap_or((1, NANOS_PER_SEC)),
             burst: burst.take(),
             key: key.take(),
@@ -200,10 +255,20 @@ impl Attribute for RateLimited {
             policy.extend(quote!(.with_on_limit(#rl::OnLimit::Wait { max_wait: #max_wait })));
         }
         let refuse = &cx.refuse;
+        let redis = self.redis;
         let (declare, policy_static) = cx.policy(
             "__ADK_RATE_LIMIT",
             quote!(#rl::RateLimitPolicy),
-            |function| quote!(#rl::RateLimitPolicy::new(#function, #call_site, #quota) #policy),
+            |function| {
+                let policy = quote!(#rl::RateLimitPolicy::new(#function, #call_site, #quota) #policy);
+                match redis {
+                    // Through the facade, which names its `redis` feature in the error when it is off.
+                    Some((on_error, fleet_size)) => {
+                        quote_spanned!(self.span=> #k::__private::rate_limit_redis::<()>(#policy, #on_error, #fleet_size))
+                    }
+                    None => policy,
+                }
+            },
             Declare::Shared { named: self.name.is_some(), create: "limiter" },
         );
         let call = if self.key.is_none() && self.cost.is_none() {

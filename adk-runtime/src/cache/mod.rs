@@ -113,6 +113,8 @@ mod conformance;
 mod expiry;
 mod flight;
 mod named;
+#[cfg(feature = "redis")]
+mod redis;
 mod registered;
 mod store;
 
@@ -123,6 +125,8 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisBackend;
 pub use backend::{Backend, BackendError, BoxFuture, Lease};
 pub use builder::CachePolicyBuilder;
 pub use named::CacheHandle;

@@ -110,7 +110,12 @@ pub enum Record {
 #[inline]
 pub fn by_class<E: Classify + ?Sized>(error: &E) -> Record {
     match error.adk_error() {
-        Some(Error::RateLimited { .. } | Error::BulkheadFull { .. } | Error::CircuitOpen { .. }) => Record::Ignore,
+        Some(
+            Error::RateLimited { .. }
+            | Error::BulkheadFull { .. }
+            | Error::CircuitOpen { .. }
+            | Error::BackendUnavailable { .. },
+        ) => Record::Ignore,
         Some(Error::Timeout { .. }) => Record::Failure,
         _ => match error.class() {
             ErrorClass::Transient | ErrorClass::Critical => Record::Failure,

@@ -95,7 +95,9 @@ impl From<Error> for Status {
         let code = match &error {
             Error::RateLimited { .. } => Code::ResourceExhausted,
             Error::CostAboveLimit { .. } => Code::FailedPrecondition,
-            Error::CircuitOpen { .. } | Error::BulkheadFull { .. } => Code::Unavailable,
+            Error::CircuitOpen { .. } | Error::BulkheadFull { .. } | Error::BackendUnavailable { .. } => {
+                Code::Unavailable
+            }
             Error::Timeout { .. } => Code::DeadlineExceeded,
         };
         let mut status = match error.retry_after() {

@@ -58,6 +58,7 @@ impl IntoResponse for Error {
             Error::CircuitOpen { .. } => "circuit_open",
             Error::Timeout { .. } => "timeout",
             Error::BulkheadFull { .. } => "bulkhead_full",
+            Error::BackendUnavailable { .. } => "backend_unavailable",
         };
         let _ = json::string(&mut body, code);
         body.push_str(",\"message\":");
@@ -93,6 +94,13 @@ impl IntoResponse for Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // The shared backend is down and the policy refuses rather than decide alone; its breaker probes again
+            // within seconds.
+            Error::BackendUnavailable { .. } => {
+                let _ = write!(body, ",\"retry_after\":{BULKHEAD_RETRY_AFTER_SECS}");
+                headers.insert(RETRY_AFTER, HeaderValue::from(BULKHEAD_RETRY_AFTER_SECS));
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         body.push('}');
         json_response(status, headers, body)

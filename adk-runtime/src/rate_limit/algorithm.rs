@@ -97,6 +97,13 @@ impl Algorithm {
         self.limit
     }
 
+    /// What a backend mirroring these transitions elsewhere needs: the strategy, the interval and window in
+    /// nanoseconds, and the limit.
+    #[cfg(feature = "redis")]
+    pub(crate) fn parameters(&self) -> (Strategy, u64, u64, u64) {
+        (self.strategy, self.interval, self.limit, self.window)
+    }
+
     /// The longest a key's state lasts after its last call (without calls charged ahead): the time until its cell is
     /// fresh.
     pub(crate) fn memory(&self) -> u64 {

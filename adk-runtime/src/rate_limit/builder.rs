@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Quota, Rate, RateLimiter, Strategy};
+use super::{Backend, MemoryBackend, Quota, Rate, RateLimiter, Strategy};
 use crate::settings::{SettingsError, nanos};
 
 /// Settings of a [`RateLimiter`] built by hand (per tenant, per test, behind a tower layer); the same parameters and
@@ -23,9 +23,19 @@ use crate::settings::{SettingsError, nanos};
 /// assert!(adk_runtime::registry().rate_limiter("tenant-42:api").is_none(), "not in the registry");
 /// assert!(RateLimiter::builder("x").rps(0).build().is_err());
 /// ```
+///
+/// [`backend`](Self::backend) keeps the limiter's state elsewhere, such as in Redis (`RedisBackend`, feature `redis`):
+///
+/// ```
+/// use adk_runtime::rate_limit::{MemoryBackend, RateLimiter};
+///
+/// let limiter = RateLimiter::builder("tenant-7:api").rps(5).backend(MemoryBackend::new()).build().unwrap();
+/// assert_eq!(limiter.quota().limit(), 5);
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build()`"]
-pub struct RateLimiterBuilder {
+pub struct RateLimiterBuilder<B = MemoryBackend> {
+    backend: B,
     name: String,
     /// Count and period in nanoseconds, checked before a `Rate` (which refuses them by panicking) is made.
     rate: Option<(u64, u64)>,
@@ -37,11 +47,23 @@ impl RateLimiter {
     /// Starts a limiter called `name` (its metric label); give it a rate, then optionally a burst (default: one
     /// period's worth) and a strategy (default [`Strategy::Gcra`]).
     pub fn builder(name: impl Into<String>) -> RateLimiterBuilder {
-        RateLimiterBuilder { name: name.into(), rate: None, burst: None, strategy: Strategy::Gcra }
+        RateLimiterBuilder {
+            backend: MemoryBackend::new(),
+            name: name.into(),
+            rate: None,
+            burst: None,
+            strategy: Strategy::Gcra,
+        }
     }
 }
 
-impl RateLimiterBuilder {
+impl<B: Backend> RateLimiterBuilder<B> {
+    /// Keeps the limiter's state in `backend` (default: this process's memory, [`MemoryBackend`]).
+    pub fn backend<T: Backend>(self, backend: T) -> RateLimiterBuilder<T> {
+        let RateLimiterBuilder { name, rate, burst, strategy, .. } = self;
+        RateLimiterBuilder { backend, name, rate, burst, strategy }
+    }
+
     /// `count` calls per `period` (`rate = "5/30s"`).
     pub fn rate(mut self, count: u64, period: Duration) -> Self {
         self.rate = Some((count, nanos(period)));
@@ -98,9 +120,9 @@ impl RateLimiterBuilder {
     }
 
     /// A new limiter of its own (not the registry's instance of that name), or the first setting it cannot work with.
-    pub fn build(self) -> Result<Arc<RateLimiter>, SettingsError> {
+    pub fn build(self) -> Result<Arc<RateLimiter<B>>, SettingsError> {
         let quota = self.quota()?;
-        Ok(RateLimiter::new(self.name, quota))
+        Ok(RateLimiter::with_backend(self.name, quota, self.backend))
     }
 }
 

@@ -244,15 +244,23 @@ impl<B: Backend> RateLimiter<B> {
         start: Start,
     ) -> impl Future<Output = Result<Verdict, B::Error>> + Send + use<'l, K, B> {
         let key = key.map(|key| self.backend.hash_key(key));
-        async move {
-            let verdict = self.backend.decide(&self.spec, key, cost, start).await?;
-            self.telemetry.record(match verdict {
-                Verdict::Admit { wait } if wait.is_zero() => Decision::Admitted,
-                Verdict::Admit { .. } => Decision::Delayed,
-                Verdict::Denied(_) => Decision::Refused,
-            });
-            Ok(verdict)
-        }
+        self.decide_hashed(key, cost, start)
+    }
+
+    /// [`decide`](Self::decide) for a key already hashed by this limiter's backend.
+    pub(crate) async fn decide_hashed(
+        &self,
+        key: Option<KeyHash>,
+        cost: u64,
+        start: Start,
+    ) -> Result<Verdict, B::Error> {
+        let verdict = self.backend.decide(&self.spec, key, cost, start).await?;
+        self.telemetry.record(match verdict {
+            Verdict::Admit { wait } if wait.is_zero() => Decision::Admitted,
+            Verdict::Admit { .. } => Decision::Delayed,
+            Verdict::Denied(_) => Decision::Refused,
+        });
+        Ok(verdict)
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {

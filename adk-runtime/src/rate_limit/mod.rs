@@ -43,6 +43,8 @@ pub(crate) mod conformance;
 mod limiter;
 mod memory;
 mod rate;
+#[cfg(feature = "redis")]
+mod redis;
 mod registered;
 mod store;
 mod telemetry;
@@ -59,6 +61,8 @@ use crate::registry::{Declaration, Kind, Settings, registry};
 use algorithm::{Outcome, Patience};
 use telemetry::Decision;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{OnBackendError, RedisBackend};
 pub use backend::{Backend, Denied, KeyHash, LimiterSpec, Start, Verdict};
 pub use builder::RateLimiterBuilder;
 pub use limiter::{RateLimiter, Snapshot};
@@ -118,6 +122,8 @@ pub struct RateLimitPolicy {
     quota: Quota,
     on_limit: OnLimit,
     limiter: OnceLock<Arc<RateLimiter>>,
+    #[cfg(feature = "redis")]
+    remote: self::redis::RemotePolicy,
 }
 
 impl RateLimitPolicy {
@@ -127,7 +133,16 @@ impl RateLimitPolicy {
     /// The rate limit of `function` (its path, used as the limiter's name unless [`with_name`](Self::with_name) is
     /// given), declared at `call_site` (`file:line`), enforcing `quota`; refusing when over.
     pub const fn new(function: &'static str, call_site: &'static str, quota: Quota) -> Self {
-        RateLimitPolicy { function, call_site, name: None, quota, on_limit: OnLimit::Reject, limiter: OnceLock::new() }
+        RateLimitPolicy {
+            function,
+            call_site,
+            name: None,
+            quota,
+            on_limit: OnLimit::Reject,
+            limiter: OnceLock::new(),
+            #[cfg(feature = "redis")]
+            remote: self::redis::RemotePolicy::none(),
+        }
     }
 
     /// Shares the limiter called `name` with every function naming it. The quota must agree; a differing one is
@@ -141,6 +156,23 @@ impl RateLimitPolicy {
     /// limiter's.
     pub const fn with_on_limit(mut self, on_limit: OnLimit) -> Self {
         self.on_limit = on_limit;
+        self
+    }
+
+    /// Keeps the limiter's state in Redis ([`RedisBackend`] over [`crate::redis::connection`]): every process
+    /// sharing the Redis spends one quota. `on_backend_error` and `fleet_size` say what a call does when Redis
+    /// cannot answer (see [`RedisBackend`]); a `fleet_size` of 0 counts as 1.
+    ///
+    /// ```no_run
+    /// use adk_runtime::rate_limit::{OnBackendError, Quota, RateLimitPolicy};
+    ///
+    /// static LIMIT: RateLimitPolicy = RateLimitPolicy::new("doc::f", "src/lib.rs:1", Quota::per_minute(3_500))
+    ///     .with_name("openai")
+    ///     .with_redis(OnBackendError::Local, 4);
+    /// ```
+    #[cfg(feature = "redis")]
+    pub const fn with_redis(mut self, on_backend_error: OnBackendError, fleet_size: u32) -> Self {
+        self.remote.redis = Some((on_backend_error, fleet_size));
         self
     }
 
@@ -163,11 +195,12 @@ impl RateLimitPolicy {
 
     /// What this policy declares about its shared limiter (collected at start-up to find conflicting names).
     pub fn declared(&self) -> (Kind, &'static str, Declaration) {
-        (
-            Kind::RATE_LIMITER,
-            self.name(),
-            Declaration { call_site: self.call_site, settings: Settings::new(self.quota) },
-        )
+        // The quota, and where decisions are made: the backend and what to do when it fails.
+        #[cfg(feature = "redis")]
+        let settings = Settings::new((self.quota, self.remote.redis));
+        #[cfg(not(feature = "redis"))]
+        let settings = Settings::new(self.quota);
+        (Kind::RATE_LIMITER, self.name(), Declaration { call_site: self.call_site, settings })
     }
 
     /// Runs `call` once admitted with cost 1 and no key; a refusal is answered with `refuse(error)`.
@@ -186,6 +219,32 @@ impl RateLimitPolicy {
     /// gives back whatever it reserved.
     #[inline]
     pub fn run_with<'p, K, C, F, R, G>(
+        &'p self,
+        key: Option<&K>,
+        cost: C,
+        call: F,
+        refuse: G,
+    ) -> impl Future<Output = R> + use<'p, K, C, F, R, G>
+    where
+        K: Hash + ?Sized,
+        C: Cost,
+        F: Future<Output = R>,
+        G: FnOnce(Error) -> R,
+    {
+        #[cfg(feature = "redis")]
+        {
+            if self.remote.is_set() {
+                return self::redis::Run::Remote { future: self.run_remote(key, cost.units(), call, refuse) };
+            }
+            self::redis::Run::Memory { future: self.run_memory(key, cost, call, refuse) }
+        }
+        #[cfg(not(feature = "redis"))]
+        self.run_memory(key, cost, call, refuse)
+    }
+
+    /// The in-memory path: decisions on this process's cells, without a future between the policy and them.
+    #[inline]
+    fn run_memory<'p, K, C, F, R, G>(
         &'p self,
         key: Option<&K>,
         cost: C,
