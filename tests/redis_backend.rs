@@ -119,11 +119,14 @@ async fn child_process_spends_a_shared_quota() {
         tasks.push(tokio::spawn(async move {
             let (mut admitted, first, mut last) = (0u64, now_nanos(), 0u128);
             if role == "keyless" {
+                // The quota runs from the first decision, not from before the connection was made.
+                let mut first_decided = None;
                 while tokio::time::Instant::now() < until {
                     admitted += u64::from(fleet_call().await.is_ok());
                     last = now_nanos();
+                    first_decided.get_or_insert(last);
                 }
-                return (admitted, first, last);
+                return (admitted, first_decided.unwrap_or(first), last);
             }
             // 1,000 keys of 20 each (refilled once an hour): each task walks all of them until each has refused it.
             let connection = RedisConnection::new(settings(url, prefix)).unwrap();
