@@ -111,6 +111,35 @@ pub mod __private {
         policy.with_redis(on_backend_error, fleet_size)
     }
 
+    /// `backend = "redis"` of `#[cached]`: the policy, whose `get_or_run_redis` keeps entries in Redis.
+    #[cfg(feature = "redis")]
+    pub fn cache_redis<T>(policy: &cache::CachePolicy) -> &cache::CachePolicy {
+        policy
+    }
+
+    /// Without the `redis` feature, the bound names the feature in the compile error, and the lookup stays in memory
+    /// so that no second error follows.
+    #[cfg(not(feature = "redis"))]
+    pub fn cache_redis<T: RedisFeature>(policy: &cache::CachePolicy) -> InMemory<'_> {
+        InMemory(policy)
+    }
+
+    /// A cache whose `backend = "redis"` could not be honoured (see [`cache_redis`]).
+    #[cfg(not(feature = "redis"))]
+    pub struct InMemory<'p>(&'p cache::CachePolicy);
+
+    #[cfg(not(feature = "redis"))]
+    impl InMemory<'_> {
+        /// The in-memory lookup.
+        pub async fn get_or_run_redis<K, R, M>(&self, key: K, call: impl Future<Output = R>, mode: M) -> R
+        where
+            K: cache::CacheKey,
+            M: cache::Cacheable<R>,
+        {
+            self.0.get_or_run(key, call, mode).await
+        }
+    }
+
     /// Holds only where the `redis` feature of `adk` is on.
     #[cfg(not(feature = "redis"))]
     #[diagnostic::on_unimplemented(

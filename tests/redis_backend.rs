@@ -45,6 +45,15 @@ async fn fleet_call() -> Result<(), ApiError> {
     Ok(())
 }
 
+static COMPUTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[adk::cached(name = "answers", ttl = "1m", backend = "redis")]
+async fn answer(question: &str) -> Result<String, ApiError> {
+    COMPUTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(format!("the answer to {question}"))
+}
+
 fn now_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
 }
@@ -90,6 +99,22 @@ async fn attribute_limiters_decide_in_redis() {
     let verdict = outside.decide(None::<&()>, 1, Start::Immediately).await.unwrap();
     assert!(!verdict.is_admitted(), "the attribute's calls spent the quota in Redis");
 
+    // A cache in Redis: concurrent misses compute once (the others wait for the lease's value), later calls hit, and
+    // the entry is there for any process to read, as JSON under the cache's hash tag.
+    use adk::runtime::cache::Backend as _;
+    let calls: Vec<_> = (0..4).map(|_| tokio::spawn(answer_owned("life"))).collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), "the answer to life");
+    }
+    assert_eq!(answer("life").await.unwrap(), "the answer to life");
+    assert_eq!(COMPUTED.load(std::sync::atomic::Ordering::SeqCst), 1, "computed once");
+    let entries: adk::runtime::cache::RedisBackend<(String,), String> =
+        adk::runtime::cache::RedisBackend::new(adk::redis::connection().unwrap(), "answers");
+    assert_eq!(entries.get(&("life".to_owned(),)).await.unwrap().as_deref(), Some("the answer to life"));
+    entries.invalidate_all().await.unwrap();
+    assert_eq!(answer("life").await.unwrap(), "the answer to life");
+    assert_eq!(COMPUTED.load(std::sync::atomic::Ordering::SeqCst), 2, "computed again once invalidated");
+
     // Deny refuses with BackendUnavailable once Redis is gone; the default (local) decides on the fleet's share.
     drop(server);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -98,8 +123,13 @@ async fn attribute_limiters_decide_in_redis() {
         matches!(denied, Err(ApiError::Adk(adk::Error::BackendUnavailable { ref name, .. })) if name.ends_with("denied_without_redis")),
         "{denied:?}"
     );
+    assert_eq!(answer("death").await.unwrap(), "the answer to death", "computed without the cache");
     assert!(per_user("linus").await.is_ok(), "a local share of 1 for a fleet of 2");
     assert!(matches!(per_user("linus").await, Err(ApiError::Adk(adk::Error::RateLimited { limit: 1, .. }))));
+}
+
+async fn answer_owned(question: &'static str) -> Result<String, ApiError> {
+    answer(question).await
 }
 
 /// What a child process spends, printed for its parent: `admitted first_ns last_ns`.

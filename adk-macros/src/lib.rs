@@ -202,6 +202,7 @@ pub fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `max_entries = 10_000` | bound on the entries held (frequently read entries are kept over one-off ones) | 10,000 |
 /// | `key = expr` | the key, computed from the arguments, e.g. `key = (req.model.clone(), req.prompt.clone())` | all arguments |
 /// | `name = "weather"` | share one cache among functions and reach it with `adk::registry().cache(name)` | the function's path |
+/// | `backend = "memory" \| "redis"` | where entries live: this process, or Redis shared by a fleet (feature `redis`; async functions; arguments and value `Serialize + DeserializeOwned`, stored as JSON; a missing key computed once in the fleet; on a Redis failure the body runs uncached; `tti` and `max_entries` apply to memory only) | memory |
 ///
 /// - The default key is every argument, owned: `&str` becomes `String`, `&T` becomes `T::Owned`, owned
 ///   arguments are cloned; each must be `Hash + Eq + Clone + Send + Sync + 'static`, or a compile error names it and

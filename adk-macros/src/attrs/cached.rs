@@ -9,7 +9,8 @@ use crate::attrs::{Attribute, Kind};
 use crate::expand::{Cx, Declare};
 use crate::sig::{Borrow, FnInfo};
 
-pub const PARAMS: &[&str] = &["ttl", "tti", "max_entries", "key", "name"];
+pub const PARAMS: &[&str] = &["ttl", "tti", "max_entries", "key", "name", "backend"];
+const BACKENDS: &[&str] = &["memory", "redis"];
 
 pub struct Cached {
     pub span: Span,
@@ -18,6 +19,8 @@ pub struct Cached {
     max_entries: Option<u64>,
     key: Option<syn::Expr>,
     name: Option<String>,
+    /// The span of `backend = "redis"`, when given.
+    redis: Option<Span>,
 }
 
 impl Cached {
@@ -28,6 +31,7 @@ impl Cached {
         let mut max_entries = Slot::default();
         let mut key = Slot::default();
         let mut name = Slot::default();
+        let mut backend = Slot::default();
         for item in args::key_values(args, attr, PARAMS) {
             let Some((k, value)) = errors.ok(item) else { continue };
             match k.to_string().as_str() {
@@ -52,11 +56,19 @@ impl Cached {
                     let n = errors.ok(args::instance_name(&value));
                     name.set_once(&k, n, attr, errors);
                 }
+                "backend" => {
+                    let b = errors
+                        .ok(args::lit_str(&value, "`backend`")
+                            .and_then(|b| args::one_of(&b, BACKENDS, "backend", &value)));
+                    backend.set_once(&k, b, attr, errors);
+                }
                 _ => errors.push(args::unknown_key(&k, attr, PARAMS)),
             }
         }
+        let redis = backend.span().filter(|_| backend.get().is_some_and(|b: &String| b == "redis"));
         Cached {
             span,
+            redis,
             ttl: ttl.take(),
             tti: tti.take(),
             max_entries: max_entries.take(),
@@ -76,6 +88,9 @@ impl Attribute for Cached {
     }
 
     fn check(&self, info: &FnInfo, errors: &mut Errors) {
+        if let (Some(span), false) = (self.redis, info.is_async) {
+            errors.at(span, "`backend = \"redis\"` needs an async function: a lookup in Redis is a network round trip");
+        }
         if info.is_method() && self.key.is_none() {
             let args: Vec<String> = info.params.iter().map(owned_key_part).collect();
             let (with_self, without_self) = match args.as_slice() {
@@ -125,7 +140,11 @@ impl Attribute for Cached {
             |function| quote!(#k::__private::cache::CachePolicy::new(#function, #call_site) #policy),
             Declare::Shared { named: self.name.is_some(), create: "handle" },
         );
-        let lookup = if cx.info.is_async {
+        let lookup = if let (Some(span), true) = (self.redis, cx.info.is_async) {
+            // Through the facade, which names its `redis` feature in the error when it is off.
+            let policy = quote_spanned!(span=> #k::__private::cache_redis::<()>(&#policy_static));
+            quote!(#policy.get_or_run_redis(#key, async { #inner }, #mode).await)
+        } else if cx.info.is_async {
             quote!(#policy_static.get_or_run(#key, async { #inner }, #mode).await)
         } else {
             quote!(#policy_static.get_or_run_sync(#key, || #inner, #mode))

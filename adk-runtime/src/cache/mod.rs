@@ -126,7 +126,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[cfg(feature = "redis")]
-pub use self::redis::RedisBackend;
+pub use self::redis::{RedisBackend, RedisCacheable};
 pub use backend::{Backend, BackendError, BoxFuture, Lease};
 pub use builder::CachePolicyBuilder;
 pub use named::CacheHandle;

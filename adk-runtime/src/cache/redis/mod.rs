@@ -1,6 +1,7 @@
 //! The Redis cache backend: entries a fleet shares, serialised with serde, expiring by Redis's own `PX`.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -236,3 +237,87 @@ impl From<RedisError> for BackendError {
 
 #[cfg(test)]
 mod tests;
+
+/// What a `backend = "redis"` cache stores must cross the wire: keys and values that serde can write and read.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a `backend = \"redis\"` cache: it must be `serde::Serialize` and `serde::de::DeserializeOwned`",
+    label = "not serialisable",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or keep this cache in memory (leave out `backend`)"
+)]
+pub trait RedisCacheable: Serialize + DeserializeOwned + Send + Sync {}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync> RedisCacheable for T {}
+
+/// How long a process computing a missing key holds its lease: others wait at most this long if it dies.
+const LEASE_HOLD: Duration = Duration::from_secs(5);
+
+/// How often a process waiting for another's computation looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+impl super::CachePolicy {
+    /// [`get_or_run`](Self::get_or_run) with the entries in the process's Redis ([`crate::redis::connection`]),
+    /// shared by every process using it, under the cache's name: a hit is one `GET`; a miss computes the key once
+    /// in the whole fleet (a lease in Redis; the others poll for the value every 20 ms, for at most the lease's 5 s)
+    /// and stores it with the cache's `ttl`. When Redis fails, `call` runs and its output is returned uncached.
+    ///
+    /// ```no_run
+    /// use adk_runtime::cache::{CachePolicy, OkValues};
+    ///
+    /// static ANSWERS: CachePolicy = CachePolicy::new("doc::answer", "doc.rs:1");
+    ///
+    /// async fn answer(question: &str) -> Result<String, std::io::Error> {
+    ///     let call = async { Ok(format!("an answer to {question}")) };
+    ///     ANSWERS.get_or_run_redis((question.to_owned(),), call, OkValues).await
+    /// }
+    /// ```
+    pub async fn get_or_run_redis<K, R, M>(&self, key: K, call: impl Future<Output = R>, mode: M) -> R
+    where
+        K: RedisCacheable,
+        M: super::Cacheable<R>,
+        M::Value: RedisCacheable,
+    {
+        let _ = mode;
+        let connection = match crate::redis::connection() {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::debug!(cache = self.name(), %error, "no usable Redis: computed without the cache");
+                return call.await;
+            }
+        };
+        let backend: RedisBackend<K, M::Value> = RedisBackend::new(connection, self.name());
+        let lease = loop {
+            match backend.get(&key).await {
+                Ok(Some(value)) => return M::from_cached(value),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(cache = self.name(), %error, "Redis failed: computed without the cache");
+                    break None;
+                }
+            }
+            match backend.lease(&key, LEASE_HOLD).await {
+                // The holder before may have filled the key between the look and the lease: look once more.
+                Ok(Some(lease)) => match backend.get(&key).await {
+                    Ok(Some(value)) => {
+                        let _ = backend.release(&key, lease).await;
+                        return M::from_cached(value);
+                    }
+                    Ok(None) => break Some(lease),
+                    Err(_) => break None,
+                },
+                Ok(None) => tokio::time::sleep(POLL).await,
+                Err(_) => break None,
+            }
+        };
+        let output = call.await;
+        if let Some(lease) = lease {
+            let stored = match M::cached_value(&output) {
+                Some(value) => backend.fill(key, value.clone(), self.settings().ttl, lease).await.map(drop),
+                None => backend.release(&key, lease).await,
+            };
+            if let Err(error) = stored {
+                tracing::debug!(cache = self.name(), %error, "the computed value was not stored in Redis");
+            }
+        }
+        output
+    }
+}

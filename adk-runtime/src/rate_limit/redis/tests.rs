@@ -91,3 +91,48 @@ fn a_fleet_share_divides_rate_and_burst() {
     assert_eq!(share(Quota::per_second(3).with_burst(1), 8).burst(), 1, "at least one");
     assert_eq!(share(quota, 1), quota);
 }
+
+/// Keys sit under the prefix and the limiter's hash tag, with a time to live of at least `idle_after`; a flushed
+/// script cache (a restarted or failed-over server) is refilled by the next decision.
+#[tokio::test]
+async fn keys_carry_the_hash_tag_and_a_ttl_and_a_flushed_script_is_loaded_again() {
+    let Some(server) = RedisServer::start("keys_carry_the_hash_tag") else { return };
+    let connection = RedisConnection::new(RedisSettings::url(server.url()).prefix("tagged")).unwrap();
+    let backend = RedisBackend::new(connection).on_backend_error(OnBackendError::Deny);
+    let spec = LimiterSpec::new("openai", Quota::per_minute(60).with_burst(10));
+    let key = backend.hash_key("alice");
+    assert!(backend.decide(&spec, Some(key), 1, Start::Immediately).await.unwrap().is_admitted());
+    assert!(backend.decide(&spec, None, 1, Start::Immediately).await.unwrap().is_admitted());
+
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query_async(&mut raw).await.unwrap();
+    keys.sort();
+    assert_eq!(keys, [format!("tagged:rl:{{openai}}:{:016x}", key.get()), "tagged:rl:{openai}:shared".to_owned()]);
+    for name in &keys {
+        let ttl: i64 = ::redis::cmd("PTTL").arg(name).query_async(&mut raw).await.unwrap();
+        let idle = spec.idle_after().as_millis() as i64;
+        assert!(ttl >= idle - 1_000 && ttl <= idle + 1, "{name}: a ttl of {ttl} ms for an idle_after of {idle} ms");
+    }
+
+    let () = ::redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
+    assert!(backend.decide(&spec, Some(key), 1, Start::Immediately).await.unwrap().is_admitted(), "NOSCRIPT handled");
+    // The hash is SipHash-1-3 under the fixed default key: the same in every process and release.
+    assert_eq!(
+        backend.hash_key("alice"),
+        RedisBackend::new(RedisConnection::new(RedisSettings::url("redis://x")).unwrap()).hash_key("alice")
+    );
+    let other_key = RedisConnection::new(RedisSettings::url("redis://x").hash_key(*b"another fleet's!")).unwrap();
+    assert_ne!(backend.hash_key("alice"), RedisBackend::new(other_key).hash_key("alice"));
+}
+
+/// A fleet mid-deploy runs two releases side by side: a change of the key hash would split every key's quota in
+/// two. This pins it.
+#[test]
+fn the_key_hash_is_pinned() {
+    let backend = RedisBackend::new(RedisConnection::new(RedisSettings::url("redis://127.0.0.1")).unwrap());
+    assert_eq!(backend.hash_key("alice").get(), 0xa57a_b7a8_2287_4ab9);
+    // Integers hash by their bytes in the machine's order: little-endian here, as on every mainstream server.
+    #[cfg(target_endian = "little")]
+    assert_eq!(backend.hash_key(&42u64).get(), 0x3e94_9c51_f1b6_1823);
+}
